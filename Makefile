@@ -1,0 +1,43 @@
+# d2lhub: `make up` runs the classroom on this machine, `make test` runs every test.
+# Both set up what is missing (Python env, Docker engine, proxy, base image, images).
+SHELL := /bin/bash
+VENV := .venv
+PY := $(VENV)/bin/python
+D2LHUB := $(VENV)/bin/d2lhub
+CONFIG ?= classroom.yaml
+PYTEST_ARGS ?=
+
+.PHONY: help up down status images course test unit integration lock clean-test
+
+help: ## list the targets
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
+
+$(VENV)/.installed: requirements.lock pyproject.toml
+	@python3 -m venv $(VENV) 2>/dev/null || { apt-get update -qq && apt-get install -y -qq python3-venv && python3 -m venv $(VENV); }
+	$(VENV)/bin/pip install -q -r requirements.lock
+	$(VENV)/bin/pip install -q --no-deps -e .
+	@touch $@
+
+up: $(VENV)/.installed ## set up what is missing and start the hub on http://127.0.0.1:8000
+	$(D2LHUB) up --config $(CONFIG)
+
+down: $(VENV)/.installed ## stop the hub and student servers (student files stay)
+	$(D2LHUB) down --config $(CONFIG)
+
+status: $(VENV)/.installed ## who is running where
+	$(D2LHUB) status --config $(CONFIG)
+
+images: $(VENV)/.installed ## build the base and student images (cached by a hash of their inputs)
+	$(D2LHUB) images build --config $(CONFIG)
+
+course: $(VENV)/.installed ## import the chapters into the notebooks students get
+	$(D2LHUB) course build --config $(CONFIG)
+
+test: images ## the whole suite: unit, integration (real engine, hub), browser
+	$(PY) -m pytest -v -rs $(PYTEST_ARGS)
+
+unit: $(VENV)/.installed ## only the tests that need no Docker engine
+	$(PY) -m pytest -v -m "not integration" tests/unit
+
+lock: $(VENV)/.installed ## re-resolve the host lock file from pyproject.toml
+	$(VENV)/bin/pip freeze --exclude-editable | grep -v '^-e' > requirements.lock

@@ -1,0 +1,54 @@
+"""Sign-in: NativeAuthenticator (bcrypt passwords in the hub database) seeded
+with the accounts listed in classroom.yaml, so a demo or small class works
+the moment the hub starts, and students can still change their password."""
+
+from __future__ import annotations
+
+import json
+import os
+import secrets
+
+import bcrypt
+from nativeauthenticator import NativeAuthenticator
+from nativeauthenticator.orm import UserInfo
+from traitlets import Dict
+
+from d2lhub.config import Classroom
+
+PASSWORDS_FILE = "accounts.json"
+
+
+def account_passwords(classroom: Classroom) -> dict[str, str]:
+    """The password of each listed account: as configured, else generated once and kept in state_dir."""
+    path = classroom.hub.state_dir / PASSWORDS_FILE
+    try:
+        stored: dict[str, str] = json.loads(path.read_text())
+    except FileNotFoundError:
+        stored = {}
+    passwords = {}
+    for account in classroom.auth.accounts:
+        passwords[account.name] = account.password or stored.get(account.name) or secrets.token_urlsafe(9)
+    if passwords != stored:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        partial = path.with_suffix(".partial")
+        partial.write_text(json.dumps(passwords, indent=1, sort_keys=True))
+        os.chmod(partial, 0o600)
+        partial.replace(path)
+    return passwords
+
+
+class ClassroomAuthenticator(NativeAuthenticator):
+    seed_passwords = Dict(help="username -> password of accounts to create at start-up").tag(config=True)
+
+    def __init__(self, **kwargs):
+        super().__init__(**kwargs)
+        self.seed_accounts()
+
+    def seed_accounts(self) -> None:
+        for name, password in self.seed_passwords.items():
+            info = UserInfo.find(self.db, name)
+            if info is None:
+                info = UserInfo(username=name, password=bcrypt.hashpw(password.encode(), bcrypt.gensalt()))
+                self.db.add(info)  # set once: a password the user changed later is theirs
+            info.is_authorized = True
+        self.db.commit()

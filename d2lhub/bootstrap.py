@@ -1,0 +1,256 @@
+"""What `make up` and `make test` ensure before a hub can run: an engine, a proxy,
+a base image, the student image and the classroom network.
+
+Each step checks first and does nothing when all is there, so a second run is quick.
+A registry-less or air-gapped site works: the base image is built from Debian's
+packages with debootstrap unless the admin chooses to pull it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import docker
+import docker.errors
+
+from d2lhub.config import Classroom
+
+PACKAGE_DIR = Path(__file__).resolve().parent
+LABEL = "org.d2lhub.instance"
+Say = Callable[[str], None]
+
+
+class BootstrapError(Exception):
+    """A prerequisite is missing and cannot be set up here; the message says what to do."""
+
+
+def _default_say(message: str) -> None:
+    print(f"d2lhub: {message}", file=sys.stderr, flush=True)
+
+
+def can_install_packages() -> bool:
+    return sys.platform.startswith("linux") and os.geteuid() == 0 and shutil.which("apt-get") is not None
+
+
+def apt_install(*packages: str, say: Say = _default_say) -> None:
+    if not can_install_packages():
+        raise BootstrapError(f"missing {', '.join(packages)}: install them (Debian/Ubuntu: apt-get install {' '.join(packages)})")
+    say(f"installing {', '.join(packages)} from Debian's packages")
+    env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
+    lists = Path("/var/lib/apt/lists")
+    if not any(lists.glob("*Packages*")):
+        subprocess.run(["apt-get", "update", "-qq"], check=True, env=env)
+    result = subprocess.run(["apt-get", "install", "-y", "-qq", *packages], env=env, capture_output=True, text=True)
+    if result.returncode != 0:
+        subprocess.run(["apt-get", "update", "-qq"], check=True, env=env)
+        subprocess.run(["apt-get", "install", "-y", "-qq", *packages], check=True, env=env, capture_output=True)
+
+
+def docker_client(timeout: int = 120) -> docker.DockerClient:
+    return docker.from_env(timeout=timeout)
+
+
+def engine_answers() -> bool:
+    try:
+        docker_client(timeout=5).ping()
+        return True
+    except Exception:
+        return False
+
+
+def ensure_engine(log_dir: Path, say: Say = _default_say, wait_seconds: int = 90) -> docker.DockerClient:
+    """Use the engine that answers; on a Debian machine without one, install and start dockerd."""
+    if engine_answers():
+        return docker_client()
+    if shutil.which("dockerd") is None:
+        apt_install("docker.io", say=say)
+    if not can_install_packages():
+        raise BootstrapError("no Docker engine answers: start Docker (systemctl start docker) and try again")
+    if shutil.which("systemctl") and subprocess.run(["systemctl", "is-system-running"], capture_output=True).returncode == 0:
+        subprocess.run(["systemctl", "start", "docker"], check=False)
+    if not engine_answers():
+        log_dir.mkdir(parents=True, exist_ok=True)
+        say(f"starting dockerd (log: {log_dir / 'dockerd.log'})")
+        with open(log_dir / "dockerd.log", "ab") as log:
+            subprocess.Popen(["dockerd"], stdout=log, stderr=log, stdin=subprocess.DEVNULL, start_new_session=True)
+    deadline = time.monotonic() + wait_seconds
+    while time.monotonic() < deadline:
+        if engine_answers():
+            return docker_client()
+        time.sleep(1)
+    raise BootstrapError(f"dockerd did not answer within {wait_seconds}s; see {log_dir / 'dockerd.log'}")
+
+
+def ensure_proxy(say: Say = _default_say) -> str:
+    """configurable-http-proxy, JupyterHub's proxy, from npm."""
+    found = shutil.which("configurable-http-proxy")
+    if found:
+        return found
+    if shutil.which("npm") is None:
+        apt_install("nodejs", "npm", say=say)
+    say("installing configurable-http-proxy from npm")
+    subprocess.run(["npm", "install", "-g", "--silent", "configurable-http-proxy@4.6.3"], check=True)
+    found = shutil.which("configurable-http-proxy")
+    if not found:
+        raise BootstrapError("configurable-http-proxy is not on PATH after `npm install -g`")
+    return found
+
+
+def has_image(client: docker.DockerClient, name: str) -> bool:
+    try:
+        client.images.get(name)
+        return True
+    except docker.errors.ImageNotFound:
+        return False
+
+
+def debian_suite(image: str) -> str:
+    """`debian:bookworm-slim` -> `bookworm`; only Debian bases can be built locally."""
+    repository, _, tag = image.partition(":")
+    if repository not in {"debian", "docker.io/library/debian"} or not tag:
+        raise BootstrapError(
+            f"images.base {image!r} cannot be built from Debian's packages; set images.base_source: pull"
+        )
+    return tag.removesuffix("-slim")
+
+
+def ensure_base_image(client: docker.DockerClient, classroom: Classroom, say: Say = _default_say) -> str:
+    base = classroom.images.base
+    if has_image(client, base):
+        return base
+    if classroom.images.base_source == "pull":
+        say(f"pulling {base}")
+        client.images.pull(base)
+        return base
+    suite = debian_suite(base)
+    if shutil.which("debootstrap") is None:
+        apt_install("debootstrap", say=say)
+    say(f"building {base} from Debian's packages (debootstrap --variant=minbase {suite})")
+    with tempfile.TemporaryDirectory(prefix="d2lhub-rootfs-") as work:
+        rootfs = Path(work) / "rootfs"
+        subprocess.run(
+            ["debootstrap", "--variant=minbase", suite, str(rootfs), "http://deb.debian.org/debian"],
+            check=True,
+            stdout=subprocess.DEVNULL,
+        )
+        # Same trimming as the official slim image: no apt caches in every layer built on it.
+        shutil.rmtree(rootfs / "var/cache/apt/archives", ignore_errors=True)
+        tarball = Path(work) / "rootfs.tar"
+        subprocess.run(["tar", "-C", str(rootfs), "-cf", str(tarball), "."], check=True)
+        repository, _, tag = base.partition(":")
+        client.api.import_image(src=str(tarball), repository=repository, tag=tag, changes=['CMD ["bash"]'])
+    return base
+
+
+def extra_certificates(classroom: Classroom) -> list[Path]:
+    folder = classroom.images.extra_ca_certs
+    if folder is None or not folder.is_dir():
+        return []
+    return sorted(path for path in folder.rglob("*.crt") if path.is_file())
+
+
+def image_inputs(classroom: Classroom) -> dict[str, bytes]:
+    """Every file that goes into the build context, by its name there."""
+    context = classroom.images.student.context
+    files = {
+        str(path.relative_to(context)): path.read_bytes()
+        for path in sorted(context.rglob("*"))
+        if path.is_file() and path.name not in {"requirements.in", "README.md"}
+    }
+    files["delivery.py"] = (PACKAGE_DIR / "delivery.py").read_bytes()
+    for cert in extra_certificates(classroom):
+        files[f"ca-certificates/{cert.name}"] = cert.read_bytes()
+    files.setdefault("ca-certificates/.keep", b"")
+    return files
+
+
+def image_tag(classroom: Classroom, base_id: str) -> str:
+    """The student image's name, tagged by a hash of all its inputs, so unchanged inputs reuse it."""
+    digest = hashlib.sha256(base_id.encode())
+    for name, content in sorted(image_inputs(classroom).items()):
+        digest.update(name.encode() + b"\0" + hashlib.sha256(content).digest())
+    return f"{classroom.images.student.name}:{digest.hexdigest()[:16]}"
+
+
+def student_image(classroom: Classroom, client: docker.DockerClient | None = None) -> str:
+    """The tag the hub runs; needs the base image present (its id is part of the hash)."""
+    client = client or docker_client()
+    try:
+        base_id = client.images.get(classroom.images.base).id
+    except docker.errors.ImageNotFound:
+        raise BootstrapError(f"base image {classroom.images.base} is missing: run `make images`") from None
+    return image_tag(classroom, base_id)
+
+
+def ensure_student_image(client: docker.DockerClient, classroom: Classroom, say: Say = _default_say) -> str:
+    tag = student_image(classroom, client)
+    if has_image(client, tag):
+        return tag
+    say(f"building {tag} (a first build takes several minutes)")
+    with tempfile.TemporaryDirectory(prefix="d2lhub-build-") as work:
+        for name, content in image_inputs(classroom).items():
+            target = Path(work) / name
+            target.parent.mkdir(parents=True, exist_ok=True)
+            target.write_bytes(content)
+        (Path(work) / "d2lhub-start").chmod(0o755)
+        last_step = ""
+        for chunk in client.api.build(
+            path=work,
+            tag=tag,
+            buildargs={"BASE_IMAGE": classroom.images.base},
+            rm=True,
+            forcerm=True,
+            decode=True,
+            labels={"org.d2lhub.image": "student"},
+        ):
+            if "error" in chunk:
+                raise BootstrapError(f"building {tag} failed: {chunk['error'].strip()}")
+            line = chunk.get("stream", "").strip()
+            if line.startswith("Step "):
+                last_step = line
+                say(line[:120])
+        if not has_image(client, tag):
+            raise BootstrapError(f"building {tag} failed after {last_step}")
+    client.api.tag(tag, classroom.images.student.name, "latest")
+    return tag
+
+
+def ensure_network(client: docker.DockerClient, name: str, instance: str) -> str:
+    """A bridge for student containers, with container-to-container traffic off (students can't reach each other)."""
+    try:
+        network = client.networks.get(name)
+    except docker.errors.NotFound:
+        network = client.networks.create(
+            name,
+            driver="bridge",
+            options={"com.docker.network.bridge.enable_icc": "false"},
+            labels={LABEL: instance},
+        )
+        network.reload()
+    return network_gateway(network)
+
+
+def network_gateway(network) -> str:
+    configs = network.attrs.get("IPAM", {}).get("Config") or []
+    for config in configs:
+        if config.get("Gateway"):
+            return config["Gateway"]
+    raise BootstrapError(f"network {network.name} has no gateway address")
+
+
+def ensure_all(classroom: Classroom, say: Say = _default_say) -> str:
+    """Everything a hub needs; returns the student image tag."""
+    client = ensure_engine(classroom.hub.state_dir, say=say)
+    ensure_proxy(say=say)
+    ensure_base_image(client, classroom, say=say)
+    tag = ensure_student_image(client, classroom, say=say)
+    ensure_network(client, classroom.spawner.instance, classroom.spawner.instance)
+    return tag

@@ -1,0 +1,118 @@
+"""The `d2lhub` command: thin verbs over the modules; bad input exits 2 with one line."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+from rich.progress import Progress
+from rich.table import Table
+
+from d2lhub import bootstrap, config, content, hubprocess
+from d2lhub.auth import account_passwords
+from d2lhub.hubconfig import course_dir, public_url
+
+app = typer.Typer(help="Run and manage a Dive into Deep Learning classroom hub.", no_args_is_help=True)
+course_app = typer.Typer(help="Build and check the course chapters.", no_args_is_help=True)
+images_app = typer.Typer(help="Build the student images.", no_args_is_help=True)
+app.add_typer(course_app, name="course")
+app.add_typer(images_app, name="images")
+console = Console(stderr=True)
+ConfigOption = Annotated[Path, typer.Option("--config", "-c", help="the classroom file", envvar="D2LHUB_CONFIG")]
+DEFAULT_CONFIG = Path("classroom.yaml")
+
+
+def fail(message: str) -> typer.Exit:
+    console.print(f"[red]error:[/red] {message}", highlight=False)
+    return typer.Exit(2)
+
+
+def load(path: Path) -> config.Classroom:
+    try:
+        return config.load(path)
+    except config.ConfigError as exc:
+        raise fail(str(exc)) from None
+
+
+def say(message: str) -> None:
+    console.print(f"[dim]d2lhub:[/dim] {message}", highlight=False)
+
+
+def build_course(classroom: config.Classroom, source: str | None = None) -> content.CourseManifest:
+    with Progress(console=console, transient=True) as progress:
+        task = progress.add_task("importing chapters", total=None)
+
+        def advance(done: int, total: int, name: str) -> None:
+            progress.update(task, completed=done, total=total, description=f"importing {name}")
+
+        try:
+            return content.build_course(source or classroom.course.source, course_dir(classroom), progress=advance)
+        except content.CourseError as exc:
+            raise fail(str(exc)) from None
+
+
+@app.command()
+def up(config_file: ConfigOption = DEFAULT_CONFIG) -> None:
+    """Set up whatever is missing, start the hub, print its URL and the demo sign-ins."""
+    classroom = load(config_file)
+    try:
+        image = bootstrap.ensure_all(classroom, say=say)
+        say(f"student image {image}")
+        manifest = build_course(classroom)
+        say(f"course: {len(manifest.chapters)} chapters")
+        hubprocess.start(classroom, config_file)
+    except (bootstrap.BootstrapError, hubprocess.HubError) as exc:
+        raise fail(str(exc)) from None
+    roles = {a.name: a.role for a in classroom.auth.accounts}
+    typer.echo(f"\nThe classroom is up: {public_url(classroom)}\nSign in as:")
+    for name, password in account_passwords(classroom).items():
+        typer.echo(f"  {name} / {password} ({roles[name]})")
+    typer.echo("\nStop it with `make down` (students' files stay).")
+
+
+@app.command()
+def down(config_file: ConfigOption = DEFAULT_CONFIG) -> None:
+    """Stop the hub and the student servers; student volumes stay."""
+    classroom = load(config_file)
+    stopped_hub = hubprocess.stop(classroom)
+    servers = hubprocess.stop_servers(classroom) if bootstrap.engine_answers() else 0
+    typer.echo(f"hub {'stopped' if stopped_hub else 'was not running'}; {servers} student server(s) stopped")
+
+
+@app.command()
+def status(config_file: ConfigOption = DEFAULT_CONFIG) -> None:
+    """Who is running where: users, server state, container, image."""
+    classroom = load(config_file)
+    if not hubprocess.answers(classroom):
+        raise fail(f"no hub answers at {public_url(classroom)}; start it with `make up`")
+    table = Table(title=f"{classroom.course.name} — {public_url(classroom)}")
+    for column in ("user", "role", "server", "container", "image", "last activity"):
+        table.add_column(column)
+    for row in hubprocess.status(classroom):
+        table.add_row(row.user, row.role, row.server, row.container, row.image, row.last_activity)
+    Console().print(table)
+
+
+@images_app.command("build")
+def images_build(config_file: ConfigOption = DEFAULT_CONFIG) -> None:
+    """Build the base and student images (skipped when their inputs are unchanged)."""
+    classroom = load(config_file)
+    try:
+        client = bootstrap.ensure_engine(classroom.hub.state_dir, say=say)
+        bootstrap.ensure_base_image(client, classroom, say=say)
+        typer.echo(bootstrap.ensure_student_image(client, classroom, say=say))
+    except bootstrap.BootstrapError as exc:
+        raise fail(str(exc)) from None
+
+
+@course_app.command("build")
+def course_build(
+    config_file: ConfigOption = DEFAULT_CONFIG,
+    source: Annotated[str | None, typer.Option("--from", help="d2l-en folder, git URL or release archive")] = None,
+) -> None:
+    """Import the chapters (MXNet code and prose only) into the notebooks students get."""
+    classroom = load(config_file)
+    manifest = build_course(classroom, source)
+    typer.echo(f"{len(manifest.chapters)} chapters in {course_dir(classroom)} ({len(manifest.skipped)} without MXNet code skipped)")

@@ -1,0 +1,237 @@
+"""The `classroom.yaml` schema: the single source of truth an admin edits.
+
+Every model forbids unknown keys so a typo stops start-up instead of being
+silently ignored; `load` turns pydantic's errors into one line per problem
+naming the key path, which is what an admin needs to fix the file.
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from typing import Annotated, Literal
+
+import yaml
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
+
+NAME_PATTERN = r"^[a-z][a-z0-9_-]{0,31}$"
+SIZE_UNITS = {"": 1, "K": 1024, "M": 1024**2, "G": 1024**3, "T": 1024**4}
+
+
+class ConfigError(Exception):
+    """classroom.yaml is missing, unreadable or invalid; the message names each bad key."""
+
+
+def parse_size(value: object) -> int:
+    """Accept `2G`, `512M`, `1.5G` or a byte count, as Docker and Kubernetes users write them."""
+    if isinstance(value, bool):
+        raise ValueError("expected a size like 2G or 512M")
+    if isinstance(value, int):
+        size = value
+    else:
+        match = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*([KMGT]?)i?B?\s*", str(value), re.IGNORECASE)
+        if not match:
+            raise ValueError(f"expected a size like 2G or 512M, got {value!r}")
+        size = int(float(match.group(1)) * SIZE_UNITS[match.group(2).upper()])
+    if size <= 0:
+        raise ValueError(f"must be positive, got {value!r}")
+    return size
+
+
+ByteSize = Annotated[int, BeforeValidator(parse_size)]
+
+
+class Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class Course(Strict):
+    id: str = Field("d2l", pattern=NAME_PATTERN, description="short id used in nbgrader group names")
+    name: str = "Dive into Deep Learning"
+    term: str = ""
+    welcome: str = "Sign in to open your own JupyterLab with the book's chapters, ready to run."
+    help_url: str = ""
+    source: str = Field("course", description="d2l-style chapter source: a folder, git URL or archive")
+
+
+class Https(Strict):
+    cert_file: Path
+    key_file: Path
+
+
+class Hub(Strict):
+    ip: str = "127.0.0.1"
+    port: int = Field(8000, ge=1, le=65535)
+    state_dir: Path = Path(".d2lhub")
+    db_url: str | None = Field(None, description="PostgreSQL URL for production; SQLite in state_dir when unset")
+    concurrent_spawn_limit: int = Field(200, ge=1)
+    start_timeout: int = Field(180, ge=10, description="seconds a server may take to answer before the spawn fails")
+    https: Https | None = None
+
+
+class Account(Strict):
+    name: str = Field(pattern=NAME_PATTERN)
+    role: Literal["student", "instructor", "ta", "admin"]
+    password: str | None = Field(None, min_length=8, description="generated and kept in state_dir when unset")
+
+
+class Auth(Strict):
+    kind: Literal["native"] = "native"
+    open_signup: bool = Field(False, description="let anyone create an account (they still need approval)")
+    accounts: tuple[Account, ...] = ()
+
+    @field_validator("accounts")
+    @classmethod
+    def unique_names(cls, accounts: tuple[Account, ...]) -> tuple[Account, ...]:
+        seen: set[str] = set()
+        for account in accounts:
+            if account.name in seen:
+                raise ValueError(f"user {account.name!r} is listed twice")
+            seen.add(account.name)
+        return accounts
+
+
+class Image(Strict):
+    name: str = Field(pattern=r"^[a-z0-9][a-z0-9._/-]*$", description="repository; the tag is a hash of the inputs")
+    context: Path = Field(description="build folder holding the Dockerfile and its lock file")
+
+
+class Images(Strict):
+    base: str = Field("debian:bookworm-slim", description="base image every student image builds FROM")
+    base_source: Literal["debootstrap", "pull"] = Field(
+        "debootstrap", description="how to get `base` when the engine lacks it: build from Debian packages, or pull"
+    )
+    extra_ca_certs: Path | None = Field(
+        Path("/usr/local/share/ca-certificates"), description="folder of *.crt files trusted inside image builds"
+    )
+    student: Image = Image(name="d2lhub/student", context=Path("images/student"))
+
+
+class Limits(Strict):
+    cpu: float = Field(1.0, gt=0, description="CPU cores per student server")
+    memory: ByteSize = Field(parse_size("3G"), description="memory per student server")
+    pids: int = Field(1024, ge=64, description="processes per student server (stops fork bombs)")
+
+
+class Profile(Strict):
+    name: str = Field(pattern=NAME_PATTERN)
+    display_name: str
+    image: Literal["student"] = "student"
+    limits: Limits | None = Field(None, description="overrides the classroom's default limits")
+    groups: tuple[str, ...] = Field((), description="groups allowed to choose it; empty means everyone")
+
+
+class Culling(Strict):
+    enabled: bool = True
+    timeout: int = Field(3600, ge=60, description="seconds of inactivity before a server is stopped")
+    every: int = Field(300, ge=10)
+
+
+class Spawner(Strict):
+    instance: str = Field(
+        "d2lhub",
+        pattern=r"^[a-z0-9][a-z0-9_.-]{0,40}$",
+        description="names and labels the network, containers and volumes of this hub",
+    )
+    uid_base: int = Field(20000, ge=1001, description="a student's uid is uid_base + hub user id")
+    docker_workers: int = Field(8, ge=1, le=64, description="Docker calls run in parallel, at most this many")
+
+
+class Classroom(Strict):
+    course: Course = Course()
+    hub: Hub = Hub()
+    auth: Auth = Auth()
+    images: Images = Images()
+    limits: Limits = Limits()
+    profiles: tuple[Profile, ...] = (Profile(name="cpu", display_name="CPU"),)
+    culling: Culling = Culling()
+    spawner: Spawner = Spawner()
+
+    @model_validator(mode="after")
+    def profiles_unique(self) -> Classroom:
+        names = [p.name for p in self.profiles]
+        if not names:
+            raise ValueError("profiles: at least one profile is needed")
+        duplicates = sorted({n for n in names if names.count(n) > 1})
+        if duplicates:
+            raise ValueError(f"profiles: {', '.join(duplicates)} listed twice")
+        return self
+
+    def resolve(self, base: Path) -> Classroom:
+        """Make relative paths relative to the folder holding classroom.yaml, not the cwd."""
+
+        def rooted(path: Path) -> Path:
+            return path if path.is_absolute() else (base / path).resolve()
+
+        source = self.course.source
+        if "://" not in source and not source.startswith("git@"):
+            source = str(rooted(Path(source)))
+        https = self.hub.https
+        if https is not None:
+            https = https.model_copy(update={"cert_file": rooted(https.cert_file), "key_file": rooted(https.key_file)})
+        images = self.images.model_copy(
+            update={
+                "student": self.images.student.model_copy(update={"context": rooted(self.images.student.context)}),
+                "extra_ca_certs": rooted(self.images.extra_ca_certs) if self.images.extra_ca_certs else None,
+            }
+        )
+        return self.model_copy(
+            update={
+                "course": self.course.model_copy(update={"source": source}),
+                "hub": self.hub.model_copy(update={"state_dir": rooted(self.hub.state_dir), "https": https}),
+                "images": images,
+            }
+        )
+
+    def limits_for(self, profile: Profile) -> Limits:
+        return profile.limits or self.limits
+
+    def profile(self, name: str) -> Profile:
+        for profile in self.profiles:
+            if profile.name == name:
+                return profile
+        raise KeyError(name)
+
+
+def describe(error: ValidationError, source: str) -> str:
+    lines = []
+    for item in error.errors():
+        path = ".".join(str(part) for part in item["loc"]) or "(top level)"
+        message = item["msg"]
+        if item["type"] == "extra_forbidden":
+            message = "unknown key"
+        elif item["type"] == "missing":
+            message = "required key is missing"
+        message = message.removeprefix("Value error, ")
+        lines.append(f"{source}: {path}: {message}")
+    return "\n".join(lines)
+
+
+def load(path: Path | str = "classroom.yaml") -> Classroom:
+    path = Path(path)
+    try:
+        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise ConfigError(f"{path}: file not found") from None
+    except (yaml.YAMLError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"{path}: not valid YAML: {exc}") from None
+    if data is None:
+        data = {}
+    if not isinstance(data, dict):
+        raise ConfigError(f"{path}: (top level): expected a mapping of keys, got {type(data).__name__}")
+    try:
+        classroom = Classroom.model_validate(data).resolve(path.resolve().parent)
+    except ValidationError as exc:
+        raise ConfigError(describe(exc, str(path))) from None
+    context = classroom.images.student.context
+    if not (context / "Dockerfile").is_file():
+        raise ConfigError(f"{path}: images.student.context: no Dockerfile in {context}")
+    return classroom

@@ -1,0 +1,107 @@
+"""Bring a student's ~/d2l up to date with the course, never overwriting their work.
+
+Runs inside the student container at every start (stdlib only, it is copied
+into the image). The rules follow nbgitpuller's: a file the student never
+touched is refreshed, a new file appears, and a file the student edited stays
+as it is, with the new version put beside it. A file is "untouched" when its
+hash still equals the hash of the version last delivered, recorded in
+`~/.d2lhub/delivered.json`.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+
+STATE_FILE = Path(".d2lhub") / "delivered.json"
+
+
+@dataclass
+class Report:
+    added: list[str] = field(default_factory=list)
+    updated: list[str] = field(default_factory=list)
+    kept: list[str] = field(default_factory=list)  # edited by the student; new version put beside
+
+    def summary(self) -> str:
+        parts = [f"{len(self.added)} new", f"{len(self.updated)} updated"]
+        if self.kept:
+            parts.append(f"{len(self.kept)} kept as you edited them (new version beside: *.new.ipynb)")
+        return "chapters: " + ", ".join(parts)
+
+
+def file_hash(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def beside_name(relative: str) -> str:
+    """`ch/x.ipynb` -> `ch/x.new.ipynb`: where the new version of an edited chapter goes."""
+    path = Path(relative)
+    return str(path.with_name(f"{path.stem}.new{path.suffix}"))
+
+
+def copy_atomically(source: Path, target: Path) -> None:
+    target.parent.mkdir(parents=True, exist_ok=True)
+    partial = target.with_name(f".{target.name}.partial")
+    shutil.copyfile(source, partial)
+    os.replace(partial, target)
+
+
+def course_files(course: Path) -> dict[str, Path]:
+    return {
+        str(path.relative_to(course)): path
+        for path in sorted(course.rglob("*"))
+        if path.is_file() and not path.name.startswith(".")
+    }
+
+
+def sync(course: Path, home: Path, target_name: str = "d2l") -> Report:
+    state_path = home / STATE_FILE
+    try:
+        delivered: dict[str, str] = json.loads(state_path.read_text())
+    except (FileNotFoundError, ValueError):
+        delivered = {}
+    target = home / target_name
+    report = Report()
+    for relative, source in course_files(course).items():
+        new_hash = file_hash(source)
+        destination = target / relative
+        if not destination.exists():
+            copy_atomically(source, destination)
+            report.added.append(relative)
+        else:
+            current = file_hash(destination)
+            if current == new_hash or delivered.get(relative) == new_hash:
+                pass  # up to date, or the course has not changed since the student's edit
+            elif delivered.get(relative) == current:
+                copy_atomically(source, destination)
+                report.updated.append(relative)
+            else:
+                copy_atomically(source, target / beside_name(relative))
+                report.kept.append(relative)
+        delivered[relative] = new_hash
+    state_path.parent.mkdir(parents=True, exist_ok=True)
+    partial = state_path.with_name(f".{state_path.name}.partial")
+    partial.write_text(json.dumps(delivered, indent=1, sort_keys=True))
+    os.replace(partial, state_path)
+    return report
+
+
+def main(argv: list[str]) -> int:
+    course = Path(argv[1]) if len(argv) > 1 else Path("/srv/d2l/course")
+    if not course.is_dir():
+        print(f"d2lhub: no course mounted at {course}; ~/d2l left as it is", file=sys.stderr)
+        return 0
+    report = sync(course, Path.home())
+    print(f"d2lhub: {report.summary()}", file=sys.stderr)
+    for relative in report.kept:
+        print(f"d2lhub: you edited {relative}; the new version is at {beside_name(relative)}", file=sys.stderr)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv))

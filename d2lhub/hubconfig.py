@@ -1,0 +1,175 @@
+"""classroom.yaml -> JupyterHub traits. `jupyterhub_config.py` calls `apply(c)` and nothing else.
+
+The hub habits come from the largest deployments (zero-to-jupyterhub's hub
+config): servers outlive the hub, the proxy token and cookie secret persist,
+the spawn page appears at once, the proxy API is driven through curl.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+import shutil
+import sys
+from pathlib import Path
+
+from d2lhub import bootstrap
+from d2lhub.auth import ClassroomAuthenticator, account_passwords
+from d2lhub.config import Classroom, load
+from d2lhub.spawner import HOME, ClassroomSpawner
+
+CONFIG_ENV = "D2LHUB_CONFIG"
+CLI_SERVICE = "d2lhub-cli"
+TEMPLATES = Path(__file__).resolve().parent / "templates"
+
+
+def config_path() -> Path:
+    return Path(os.environ.get(CONFIG_ENV, "classroom.yaml"))
+
+
+def persistent_secret(path: Path) -> str:
+    """A random token made once and kept, so restarts keep the proxy and services connected."""
+    try:
+        return path.read_text().strip()
+    except FileNotFoundError:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        token = secrets.token_hex(32)
+        partial = path.with_suffix(".partial")
+        partial.write_text(token)
+        os.chmod(partial, 0o600)
+        partial.replace(path)
+        return token
+
+
+def cli_token(classroom: Classroom) -> str:
+    return persistent_secret(classroom.hub.state_dir / "cli_token")
+
+
+def course_dir(classroom: Classroom) -> Path:
+    return classroom.hub.state_dir / "course"
+
+
+def public_url(classroom: Classroom) -> str:
+    scheme = "https" if classroom.hub.https else "http"
+    return f"{scheme}://{classroom.hub.ip}:{classroom.hub.port}"
+
+
+def group_names(classroom: Classroom) -> dict[str, str]:
+    course = classroom.course.id
+    return {"students": f"nbgrader-{course}", "graders": f"formgrade-{course}"}
+
+
+def groups(classroom: Classroom) -> dict[str, dict]:
+    names = group_names(classroom)
+    students = [a.name for a in classroom.auth.accounts if a.role == "student"]
+    graders = [a.name for a in classroom.auth.accounts if a.role in {"instructor", "ta"}]
+    return {names["students"]: {"users": students}, names["graders"]: {"users": graders}}
+
+
+def use_curl_for_proxy_calls() -> None:
+    try:
+        from tornado.httpclient import AsyncHTTPClient
+
+        AsyncHTTPClient.configure("tornado.curl_httpclient.CurlAsyncHTTPClient", max_clients=64)
+    except ImportError:  # pycurl missing: tornado's simple client still works, only slower
+        pass
+
+
+def apply(c, path: Path | None = None) -> Classroom:
+    classroom = load(path or config_path())
+    state = classroom.hub.state_dir
+    state.mkdir(parents=True, exist_ok=True)
+    client = bootstrap.docker_client()
+    image = bootstrap.student_image(classroom, client)
+    if not bootstrap.has_image(client, image):
+        raise bootstrap.BootstrapError(f"student image {image} is not built: run `make images`")
+    gateway = bootstrap.ensure_network(client, classroom.spawner.instance, classroom.spawner.instance)
+    use_curl_for_proxy_calls()
+
+    hub = classroom.hub
+    c.JupyterHub.bind_url = f"{public_url(classroom)}/"
+    c.JupyterHub.hub_ip = gateway
+    c.JupyterHub.hub_port = hub.port + 81
+    c.JupyterHub.db_url = hub.db_url or f"sqlite:///{state / 'jupyterhub.sqlite'}"
+    c.JupyterHub.cookie_secret_file = str(state / "jupyterhub_cookie_secret")
+    c.JupyterHub.pid_file = str(state / "jupyterhub.pid")
+    c.JupyterHub.cleanup_servers = False
+    c.JupyterHub.last_activity_interval = 60
+    c.JupyterHub.concurrent_spawn_limit = hub.concurrent_spawn_limit
+    c.JupyterHub.tornado_settings = {"slow_spawn_timeout": 0}
+    if hub.https:
+        c.JupyterHub.ssl_cert = str(hub.https.cert_file)
+        c.JupyterHub.ssl_key = str(hub.https.key_file)
+
+    c.ConfigurableHTTPProxy.command = [shutil.which("configurable-http-proxy") or "configurable-http-proxy"]
+    c.ConfigurableHTTPProxy.api_url = f"http://127.0.0.1:{hub.port + 1}"
+    c.ConfigurableHTTPProxy.auth_token = persistent_secret(state / "proxy_token")
+    c.ConfigurableHTTPProxy.pid_file = str(state / "proxy.pid")
+
+    c.JupyterHub.template_paths = [str(TEMPLATES)]
+    c.JupyterHub.template_vars = {
+        "course_name": classroom.course.name,
+        "course_term": classroom.course.term,
+        "course_welcome": classroom.course.welcome,
+        "course_help_url": classroom.course.help_url,
+    }
+
+    accounts = classroom.auth.accounts
+    c.JupyterHub.authenticator_class = ClassroomAuthenticator
+    c.ClassroomAuthenticator.seed_passwords = account_passwords(classroom)
+    c.NativeAuthenticator.open_signup = classroom.auth.open_signup
+    c.NativeAuthenticator.minimum_password_length = 8
+    c.Authenticator.allow_all = True  # NativeAuthenticator admits only approved accounts
+    c.Authenticator.allowed_users = {a.name for a in accounts if a.role != "admin"}
+    c.Authenticator.admin_users = {a.name for a in accounts if a.role == "admin"}
+    c.JupyterHub.load_groups = groups(classroom)
+
+    services = [{"name": CLI_SERVICE, "api_token": cli_token(classroom)}]
+    roles = [
+        {
+            "name": CLI_SERVICE,
+            "scopes": ["admin:users", "admin:servers", "admin:groups", "list:users", "read:users"],
+            "services": [CLI_SERVICE],
+        }
+    ]
+    if classroom.culling.enabled:
+        services.append(
+            {
+                "name": "idle-culler",
+                "command": [
+                    sys.executable,
+                    "-m",
+                    "jupyterhub_idle_culler",
+                    f"--timeout={classroom.culling.timeout}",
+                    f"--cull-every={classroom.culling.every}",
+                ],
+            }
+        )
+        roles.append(
+            {
+                "name": "idle-culler",
+                "scopes": ["list:users", "read:users:activity", "read:servers", "delete:servers"],
+                "services": ["idle-culler"],
+            }
+        )
+    c.JupyterHub.services = services
+    c.JupyterHub.load_roles = roles
+
+    c.JupyterHub.spawner_class = ClassroomSpawner
+    c.ClassroomSpawner.classroom = classroom
+    c.ClassroomSpawner.course_dir = str(course_dir(classroom))
+    c.DockerSpawner.image = image
+    c.DockerSpawner.allowed_images = [image]
+    c.DockerSpawner.pull_policy = "never"  # images are built before the class, never pulled mid-spawn
+    c.DockerSpawner.cmd = ["d2lhub-start"]
+    c.DockerSpawner.prefix = classroom.spawner.instance
+    c.DockerSpawner.network_name = classroom.spawner.instance
+    c.DockerSpawner.use_internal_ip = True
+    c.DockerSpawner.remove = True
+    c.DockerSpawner.notebook_dir = HOME
+    c.DockerSpawner.client_kwargs = {"max_pool_size": classroom.spawner.docker_workers}
+    c.Spawner.default_url = "/lab/tree/d2l"
+    c.Spawner.start_timeout = hub.start_timeout
+    c.Spawner.http_timeout = hub.start_timeout
+    c.Spawner.environment = {"D2LHUB_COURSE": classroom.course.id}
+    return classroom

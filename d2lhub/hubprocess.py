@@ -1,0 +1,165 @@
+"""Start, stop and ask the running hub: what `make up`, `make down` and `d2lhub status` do."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import requests
+
+from d2lhub import bootstrap
+from d2lhub.config import Classroom
+from d2lhub.hubconfig import CONFIG_ENV, cli_token, public_url
+
+HUB_CONFIG_FILE = bootstrap.PACKAGE_DIR.parent / "jupyterhub_config.py"
+
+
+class HubError(Exception):
+    """The hub did not start, or does not answer; the message says where to look."""
+
+
+def pid_file(classroom: Classroom) -> Path:
+    return classroom.hub.state_dir / "jupyterhub.pid"
+
+
+def log_file(classroom: Classroom) -> Path:
+    return classroom.hub.state_dir / "jupyterhub.log"
+
+
+def alive(pid: int) -> bool:
+    try:
+        if os.waitpid(pid, os.WNOHANG)[0] == pid:  # our own child that exited: reap it
+            return False
+    except ChildProcessError:
+        pass
+    try:
+        os.kill(pid, 0)
+        return True
+    except ProcessLookupError:
+        return False
+
+
+def running_pid(classroom: Classroom) -> int | None:
+    try:
+        pid = int(pid_file(classroom).read_text().strip())
+    except (FileNotFoundError, ValueError):
+        return None
+    return pid if alive(pid) else None
+
+
+def api(classroom: Classroom, path: str, method: str = "GET", **kwargs) -> requests.Response:
+    return requests.request(
+        method,
+        f"{public_url(classroom)}/hub/api{path}",
+        headers={"Authorization": f"token {cli_token(classroom)}"},
+        timeout=30,
+        verify=False if classroom.hub.https else True,
+        **kwargs,
+    )
+
+
+def answers(classroom: Classroom) -> bool:
+    try:
+        return api(classroom, "/").status_code == 200
+    except requests.RequestException:
+        return False
+
+
+def start(classroom: Classroom, config_file: Path, wait_seconds: int = 90) -> int:
+    """Start the hub in the background (it outlives this command) and wait until it answers."""
+    pid = running_pid(classroom)
+    if pid and answers(classroom):
+        return pid
+    state = classroom.hub.state_dir
+    state.mkdir(parents=True, exist_ok=True)
+    env = {**os.environ, CONFIG_ENV: str(config_file.resolve())}
+    with open(log_file(classroom), "ab") as log:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "jupyterhub", "-f", str(HUB_CONFIG_FILE)],
+            cwd=state,
+            env=env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            start_new_session=True,
+        )
+    deadline = time.monotonic() + wait_seconds
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise HubError(f"the hub exited ({process.returncode}):\n{tail(log_file(classroom))}")
+        if answers(classroom):
+            return process.pid
+        time.sleep(0.5)
+    raise HubError(f"the hub did not answer within {wait_seconds}s; see {log_file(classroom)}")
+
+
+def tail(path: Path, lines: int = 15) -> str:
+    try:
+        return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
+    except FileNotFoundError:
+        return ""
+
+
+def stop(classroom: Classroom, wait_seconds: int = 30) -> bool:
+    """Stop the hub (its proxy with it); student servers are left to `stop_servers`."""
+    pid = running_pid(classroom)
+    if pid is None:
+        return False
+    os.kill(pid, signal.SIGTERM)
+    deadline = time.monotonic() + wait_seconds
+    while time.monotonic() < deadline:
+        if not alive(pid):
+            return True
+        time.sleep(0.2)
+    os.kill(pid, signal.SIGKILL)
+    return True
+
+
+def stop_servers(classroom: Classroom) -> int:
+    """Stop this hub's student containers; their volumes (the students' work) stay."""
+    client = bootstrap.docker_client()
+    containers = client.containers.list(filters={"label": f"{bootstrap.LABEL}={classroom.spawner.instance}"})
+    for container in containers:
+        container.stop(timeout=10)
+    return len(containers)
+
+
+@dataclass
+class ServerRow:
+    user: str
+    role: str
+    server: str
+    container: str
+    image: str
+    last_activity: str
+
+
+def status(classroom: Classroom) -> list[ServerRow]:
+    response = api(classroom, "/users")
+    response.raise_for_status()
+    client = bootstrap.docker_client()
+    containers = {
+        c.labels.get("org.d2lhub.user"): c
+        for c in client.containers.list(filters={"label": f"{bootstrap.LABEL}={classroom.spawner.instance}"})
+    }
+    rows = []
+    for user in sorted(response.json(), key=lambda u: u["name"]):
+        server = (user.get("servers") or {}).get("", {})
+        state = "ready" if server.get("ready") else (server.get("pending") or "stopped")
+        container = containers.get(user["name"])
+        rows.append(
+            ServerRow(
+                user=user["name"],
+                role="admin" if user.get("admin") else ", ".join(sorted(user.get("groups", []))) or "-",
+                server=state,
+                container=container.name if container else "-",
+                image=(container.image.tags or [container.image.short_id])[0] if container else "-",
+                last_activity=(user.get("last_activity") or "-")[:19],
+            )
+        )
+    return rows

@@ -1,0 +1,117 @@
+"""A real hub per test session, on a real Docker engine, named and labelled per run and cleaned up by label."""
+
+from __future__ import annotations
+
+import socket
+import sys
+import uuid
+from pathlib import Path
+
+import pytest
+import yaml
+
+from d2lhub import bootstrap, config, content, hubprocess
+from d2lhub.hubconfig import course_dir, public_url
+
+REPO = Path(__file__).resolve().parents[2]
+TEST_PREFIX = "d2ltest-"
+ACCOUNTS = {
+    "student1": "student1-pass",
+    "student2": "student2-pass",
+    "teacher": "teacher-pass-1",
+    "boss": "boss-pass-123",
+}
+ROLES = {"student1": "student", "student2": "student", "teacher": "instructor", "boss": "admin"}
+
+sys.path.insert(0, str(Path(__file__).parent))
+
+
+def free_port_block() -> int:
+    """A port p with p, p+1 (proxy API) and p+81 (hub API) all free."""
+    for _ in range(200):
+        with socket.socket() as probe:
+            probe.bind(("127.0.0.1", 0))
+            port = probe.getsockname()[1]
+        if port + 81 > 65535:
+            continue
+        try:
+            for offset in (1, 81):
+                with socket.socket() as probe:
+                    probe.bind(("127.0.0.1", port + offset))
+            return port
+        except OSError:
+            continue
+    raise RuntimeError("no free port block")
+
+
+def remove_labelled(client, instance_filter) -> None:
+    """Remove containers, volumes and networks whose instance label matches."""
+    for container in client.containers.list(all=True, filters={"label": bootstrap.LABEL}):
+        if instance_filter(container.labels.get(bootstrap.LABEL, "")):
+            container.remove(force=True)
+    for volume in client.volumes.list(filters={"label": bootstrap.LABEL}):
+        if instance_filter((volume.attrs.get("Labels") or {}).get(bootstrap.LABEL, "")):
+            volume.remove(force=True)
+    for network in client.networks.list(filters={"label": bootstrap.LABEL}):
+        if instance_filter((network.attrs.get("Labels") or {}).get(bootstrap.LABEL, "")):
+            network.remove()
+
+
+@pytest.fixture(scope="session")
+def docker_client():
+    if not bootstrap.engine_answers():
+        pytest.fail("no Docker engine answers: run the tests with `make test`, which starts one")
+    client = bootstrap.docker_client()
+    remove_labelled(client, lambda instance: instance.startswith(TEST_PREFIX))  # leftovers of a killed run
+    return client
+
+
+def write_classroom(folder: Path, **overrides) -> Path:
+    instance = f"{TEST_PREFIX}{uuid.uuid4().hex[:8]}"
+    data = {
+        "course": {"id": "d2l", "name": "D2L test course", "source": str(REPO / "course")},
+        "hub": {"port": free_port_block(), "state_dir": str(folder / "state")},
+        "auth": {"accounts": [{"name": n, "role": ROLES[n], "password": p} for n, p in ACCOUNTS.items()]},
+        "images": {"student": {"name": "d2lhub/student", "context": str(REPO / "images/student")}},
+        "limits": {"cpu": 1.0, "memory": "2G"},
+        "culling": {"enabled": False},
+        "spawner": {"instance": instance},
+    }
+    for key, value in overrides.items():
+        data.setdefault(key, {}).update(value)
+    path = folder / "classroom.yaml"
+    path.write_text(yaml.safe_dump(data))
+    return path
+
+
+class RunningHub:
+    def __init__(self, path: Path):
+        self.path = path
+        self.classroom = config.load(path)
+        self.url = public_url(self.classroom)
+
+    def start(self) -> None:
+        hubprocess.start(self.classroom, self.path)
+
+    def stop(self) -> None:
+        hubprocess.stop(self.classroom)
+
+    def browser(self, name: str):
+        from hubclient import Browser
+
+        browser = Browser(self.url)
+        response = browser.login(name, ACCOUNTS[name])
+        assert response.status_code == 302, f"sign-in of {name} failed: {response.status_code}"
+        return browser
+
+
+@pytest.fixture(scope="session")
+def hub(tmp_path_factory, docker_client):
+    folder = tmp_path_factory.mktemp("classroom")
+    running = RunningHub(write_classroom(folder))
+    content.build_course(running.classroom.course.source, course_dir(running.classroom))
+    running.start()
+    yield running
+    running.stop()
+    instance = running.classroom.spawner.instance
+    remove_labelled(docker_client, lambda value: value == instance)

@@ -1,0 +1,142 @@
+"""A student's browser, spoken in HTTP: sign in through the form, spawn, use the server through the proxy."""
+
+from __future__ import annotations
+
+import json
+import time
+import uuid
+from dataclasses import dataclass
+
+import requests
+import websocket
+
+
+@dataclass
+class ExecResult:
+    stdout: str
+    error: str | None
+
+
+class Browser:
+    def __init__(self, base_url: str):
+        self.base_url = base_url.rstrip("/")
+        self.session = requests.Session()
+        self.name = ""
+
+    def url(self, path: str) -> str:
+        return f"{self.base_url}{path}"
+
+    def xsrf(self, path_prefix: str = "/hub/") -> str:
+        for cookie in self.session.cookies:
+            if cookie.name == "_xsrf" and (cookie.path or "/").startswith(path_prefix.rstrip("/")):
+                return cookie.value
+        return ""
+
+    def login(self, name: str, password: str) -> requests.Response:
+        form = self.session.get(self.url("/hub/login"), timeout=30)
+        form.raise_for_status()
+        response = self.session.post(
+            self.url("/hub/login"),
+            data={"username": name, "password": password, "_xsrf": self.session.cookies.get("_xsrf", path="/hub/")},
+            allow_redirects=False,
+            timeout=30,
+        )
+        if response.status_code == 302:
+            self.name = name
+        return response
+
+    def hub_api(self, method: str, path: str, **kwargs) -> requests.Response:
+        headers = {"X-XSRFToken": self.session.cookies.get("_xsrf", path="/hub/") or ""}
+        return self.session.request(method, self.url(f"/hub/api{path}"), headers=headers, timeout=60, **kwargs)
+
+    def spawn(self, timeout: float = 180) -> float:
+        """Ask for the server as the spawn page does and wait until it is ready; returns seconds taken."""
+        started = time.monotonic()
+        response = self.session.get(self.url("/hub/spawn"), timeout=60)
+        response.raise_for_status()
+        while time.monotonic() - started < timeout:
+            user = self.hub_api("GET", f"/users/{self.name}").json()
+            server = (user.get("servers") or {}).get("")
+            if server and server.get("ready"):
+                return time.monotonic() - started
+            if not server and time.monotonic() - started > 10:
+                raise AssertionError(f"spawn of {self.name} ended without a server: {user}")
+            time.sleep(0.5)
+        raise AssertionError(f"{self.name}'s server was not ready after {timeout}s")
+
+    def stop(self, timeout: float = 60) -> None:
+        self.hub_api("DELETE", f"/users/{self.name}/server")
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if not (self.hub_api("GET", f"/users/{self.name}").json().get("servers") or {}):
+                return
+            time.sleep(0.5)
+        raise AssertionError(f"{self.name}'s server did not stop")
+
+    def open_server(self, owner: str | None = None) -> requests.Response:
+        """Visit the server's page as a browser does (OAuth with the hub on first visit)."""
+        return self.session.get(self.url(f"/user/{owner or self.name}/lab"), timeout=60)
+
+    def server_api(self, method: str, path: str, owner: str | None = None, **kwargs) -> requests.Response:
+        owner = owner or self.name
+        headers = {"X-XSRFToken": self.session.cookies.get("_xsrf", path=f"/user/{owner}/") or ""}
+        return self.session.request(
+            method, self.url(f"/user/{owner}/api{path}"), headers=headers, timeout=60, allow_redirects=False, **kwargs
+        )
+
+    def write_file(self, path: str, text: str) -> None:
+        response = self.server_api("PUT", f"/contents/{path}", json={"type": "file", "format": "text", "content": text})
+        response.raise_for_status()
+
+    def read_file(self, path: str) -> str:
+        response = self.server_api("GET", f"/contents/{path}?content=1&type=file&format=text")
+        response.raise_for_status()
+        return response.json()["content"]
+
+    def list_dir(self, path: str) -> list[str]:
+        response = self.server_api("GET", f"/contents/{path}?content=1")
+        response.raise_for_status()
+        return sorted(item["name"] for item in response.json()["content"])
+
+    def execute(self, code: str, timeout: float = 120) -> ExecResult:
+        """Run code in a fresh kernel over the kernel websocket, the way JupyterLab does."""
+        self.open_server()
+        kernel = self.server_api("POST", "/kernels", json={"name": "python3"})
+        kernel.raise_for_status()
+        kernel_id = kernel.json()["id"]
+        ws_url = self.url(f"/user/{self.name}/api/kernels/{kernel_id}/channels").replace("http", "ws", 1)
+        cookie = "; ".join(f"{c.name}={c.value}" for c in self.session.cookies)
+        ws = websocket.create_connection(ws_url, cookie=cookie, timeout=timeout)
+        msg_id = uuid.uuid4().hex
+        ws.send(
+            json.dumps(
+                {
+                    "header": {"msg_id": msg_id, "msg_type": "execute_request", "username": self.name,
+                               "session": uuid.uuid4().hex, "version": "5.3"},
+                    "parent_header": {},
+                    "metadata": {},
+                    "content": {"code": code, "silent": False, "store_history": False,
+                                "user_expressions": {}, "allow_stdin": False},
+                    "channel": "shell",
+                    "buffers": [],
+                }
+            )
+        )
+        stdout, error = [], None
+        deadline = time.monotonic() + timeout
+        try:
+            while time.monotonic() < deadline:
+                message = json.loads(ws.recv())
+                if message.get("parent_header", {}).get("msg_id") != msg_id:
+                    continue
+                kind = message["msg_type"]
+                if kind == "stream":
+                    stdout.append(message["content"]["text"])
+                elif kind == "error":
+                    error = f"{message['content']['ename']}: {message['content']['evalue']}"
+                elif kind == "status" and message["content"]["execution_state"] == "idle":
+                    break
+        finally:
+            ws.close()
+            self.server_api("DELETE", f"/kernels/{kernel_id}")
+        return ExecResult("".join(stdout), error)

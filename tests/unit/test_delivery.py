@@ -1,0 +1,55 @@
+"""Course delivery into ~/d2l: new chapters appear, untouched ones refresh, edited ones are kept."""
+
+from pathlib import Path
+
+from d2lhub.delivery import beside_name, sync
+
+
+def course(tmp_path: Path, files: dict[str, str]) -> Path:
+    root = tmp_path / "course"
+    for name, text in files.items():
+        (root / name).parent.mkdir(parents=True, exist_ok=True)
+        (root / name).write_text(text)
+    return root
+
+
+def test_first_sync_delivers_everything(tmp_path):
+    home = tmp_path / "home"
+    report = sync(course(tmp_path, {"index.ipynb": "i", "ch1/a.ipynb": "a1"}), home)
+    assert sorted(report.added) == ["ch1/a.ipynb", "index.ipynb"]
+    assert (home / "d2l/ch1/a.ipynb").read_text() == "a1"
+
+
+def test_update_refreshes_untouched_adds_new_keeps_edited(tmp_path):
+    home = tmp_path / "home"
+    sync(course(tmp_path, {"a.ipynb": "a1", "b.ipynb": "b1"}), home)
+    (home / "d2l/b.ipynb").write_text("my notes in b")
+    report = sync(course(tmp_path, {"a.ipynb": "a2", "b.ipynb": "b2", "c.ipynb": "c1"}), home)
+    assert report.updated == ["a.ipynb"]
+    assert report.added == ["c.ipynb"]
+    assert report.kept == ["b.ipynb"]
+    assert (home / "d2l/a.ipynb").read_text() == "a2"
+    assert (home / "d2l/b.ipynb").read_text() == "my notes in b"
+    assert (home / "d2l" / beside_name("b.ipynb")).read_text() == "b2"
+
+
+def test_unchanged_course_reports_nothing(tmp_path):
+    home = tmp_path / "home"
+    source = course(tmp_path, {"a.ipynb": "a1"})
+    sync(source, home)
+    (home / "d2l/a.ipynb").write_text("edited")
+    report = sync(source, home)
+    assert (report.added, report.updated, report.kept) == ([], [], [])
+    assert (home / "d2l/a.ipynb").read_text() == "edited"
+
+
+def test_deleted_chapter_comes_back(tmp_path):
+    home = tmp_path / "home"
+    source = course(tmp_path, {"a.ipynb": "a1"})
+    sync(source, home)
+    (home / "d2l/a.ipynb").unlink()
+    assert sync(source, home).added == ["a.ipynb"]
+
+
+def test_beside_name():
+    assert beside_name("ch/x.ipynb") == "ch/x.new.ipynb"

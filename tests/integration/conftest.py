@@ -5,6 +5,7 @@ from __future__ import annotations
 import socket
 import sys
 import uuid
+from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
 import pytest
@@ -44,16 +45,29 @@ def free_port_block() -> int:
     raise RuntimeError("no free port block")
 
 
-def remove_labelled(client, instance_filter) -> None:
-    """Remove containers, volumes and networks whose instance label matches."""
+def created_before(attrs: dict, cutoff: datetime) -> bool:
+    stamp = attrs.get("Created") or attrs.get("CreatedAt") or ""
+    try:
+        return datetime.fromisoformat(stamp[:19].replace("T", " ")).replace(tzinfo=timezone.utc) < cutoff
+    except ValueError:
+        return False
+
+
+def remove_labelled(client, instance_filter, cutoff: datetime | None = None) -> None:
+    """Remove containers, volumes and networks whose instance label matches (and, given a cutoff, are older)."""
+    def wanted(labels: dict, attrs: dict) -> bool:
+        return instance_filter((labels or {}).get(bootstrap.LABEL, "")) and (
+            cutoff is None or created_before(attrs, cutoff)
+        )
+
     for container in client.containers.list(all=True, filters={"label": bootstrap.LABEL}):
-        if instance_filter(container.labels.get(bootstrap.LABEL, "")):
+        if wanted(container.labels, container.attrs):
             container.remove(force=True)
     for volume in client.volumes.list(filters={"label": bootstrap.LABEL}):
-        if instance_filter((volume.attrs.get("Labels") or {}).get(bootstrap.LABEL, "")):
+        if wanted(volume.attrs.get("Labels"), volume.attrs):
             volume.remove(force=True)
     for network in client.networks.list(filters={"label": bootstrap.LABEL}):
-        if instance_filter((network.attrs.get("Labels") or {}).get(bootstrap.LABEL, "")):
+        if wanted(network.attrs.get("Labels"), network.attrs):
             network.remove()
 
 
@@ -62,7 +76,8 @@ def docker_client():
     if not bootstrap.engine_answers():
         pytest.fail("no Docker engine answers: run the tests with `make test`, which starts one")
     client = bootstrap.docker_client()
-    remove_labelled(client, lambda instance: instance.startswith(TEST_PREFIX))  # leftovers of a killed run
+    # Leftovers of a killed run; recent ones may belong to a run still going beside this one.
+    remove_labelled(client, lambda instance: instance.startswith(TEST_PREFIX), datetime.now(timezone.utc) - timedelta(hours=3))
     return client
 
 

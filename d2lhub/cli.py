@@ -116,3 +116,7 @@ def course_build(
     classroom = load(config_file)
     manifest = build_course(classroom, source)
     typer.echo(f"{len(manifest.chapters)} chapters in {course_dir(classroom)} ({len(manifest.skipped)} without MXNet code skipped)")
+
+
+if __name__ == "__main__":
+    app()

@@ -150,6 +150,7 @@ def hub_pids(hub: RunningHub) -> list[int]:
 
 
 def start_hub(folder: Path, students: int, stock: bool) -> RunningHub:
+    folder.mkdir(parents=True)
     path = write_classroom(folder, auth={"accounts": accounts(students)}, hub={"concurrent_spawn_limit": 200})
     hub = RunningHub(path)
     content.build_course(hub.classroom.course.source, course_dir(hub.classroom))

@@ -58,8 +58,8 @@ def up(config_file: ConfigOption = DEFAULT_CONFIG) -> None:
     """Set up whatever is missing, start the hub, print its URL and the demo sign-ins."""
     classroom = load(config_file)
     try:
-        image = bootstrap.ensure_all(classroom, say=say)
-        say(f"student image {image}")
+        for image in bootstrap.ensure_all(classroom, say=say).values():
+            say(f"student image {image}")
         manifest = build_course(classroom)
         say(f"course: {len(manifest.chapters)} chapters")
         hubprocess.start(classroom, config_file)
@@ -102,7 +102,8 @@ def images_build(config_file: ConfigOption = DEFAULT_CONFIG) -> None:
     try:
         client = bootstrap.ensure_engine(classroom.hub.state_dir, say=say)
         bootstrap.ensure_base_image(client, classroom, say=say)
-        typer.echo(bootstrap.ensure_student_image(client, classroom, say=say))
+        for image in bootstrap.ensure_images(client, classroom, say=say).values():
+            typer.echo(image)
     except bootstrap.BootstrapError as exc:
         raise fail(str(exc)) from None
 

@@ -170,9 +170,6 @@ class Spawner(Strict):
     )
     uid_base: int = Field(20000, ge=1001, description="a student's uid is uid_base + hub user id")
     docker_workers: int = Field(8, ge=1, le=64, description="Docker calls run in parallel, at most this many")
-    kind: Literal["docker", "swarm"] = Field("docker", description="one Docker host, or a Swarm of them (d2lhub nodes)")
-    volume_driver: str = Field("local", description="swarm: the driver of students' home volumes (see docs/admin.md)")
-    volume_options: dict[str, str] = Field({}, description="swarm: driver options, e.g. NFS type/o/device")
 
 
 class Classroom(Strict):

@@ -130,7 +130,6 @@ def test_gpu_profiles_load(tmp_path):
         (gpu_profiles(per_gpu=0), "gpus.per_gpu: Input should be greater than or equal to 1"),
         (minimal(profiles=[{"name": "g", "display_name": "G", "gpus": 1}]), "use image: student_gpu"),
         (minimal(profiles=[{"name": "g", "display_name": "G", "image": "cuda"}]), "profiles.0.image: Input should be"),
-        (minimal(spawner={"kind": "kubernetes"}), "spawner.kind: Input should be 'docker' or 'swarm'"),
         (minimal(gpus={"device": {}}), "gpus.device: unknown key"),
     ],
 )

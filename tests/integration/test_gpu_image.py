@@ -38,8 +38,8 @@ def test_libmxnet_needs_nothing_but_the_driver(docker_client, gpu_image):
                     "libcurand.so.10", "libcusolver.so.11", "libcusparse.so.11", "libnvrtc.so.11.2",
                     "libcudnn.so.8", "libnccl.so.2", "libnvToolsExt.so.1"):
         found = re.search(rf"^\s*{re.escape(library)} => (\S+)", ldd, re.MULTILINE)
-        if found:
-            assert "/site-packages/nvidia/" in found.group(1), f"{library} resolved outside the wheels: {found.group(1)}"
+        assert found, f"libmxnet.so no longer links {library}:\n{ldd}"
+        assert "/site-packages/nvidia/" in found.group(1), f"{library} resolved outside the wheels: {found.group(1)}"
 
 
 def test_gpu_image_is_the_student_environment_with_cuda_mxnet(docker_client, gpu_image):

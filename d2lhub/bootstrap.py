@@ -245,10 +245,10 @@ def ensure_student_image(
     return tag
 
 
-def ensure_network(client: docker.DockerClient, name: str, instance: str) -> str:
+def ensure_network(client: docker.DockerClient, name: str, instance: str):
     """A bridge for student containers, with container-to-container traffic off (students can't reach each other)."""
     try:
-        network = client.networks.get(name)
+        return client.networks.get(name)
     except docker.errors.NotFound:
         network = client.networks.create(
             name,
@@ -257,7 +257,7 @@ def ensure_network(client: docker.DockerClient, name: str, instance: str) -> str
             labels={LABEL: instance},
         )
         network.reload()
-    return network_gateway(network)
+        return network
 
 
 def network_gateway(network) -> str:

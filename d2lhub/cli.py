@@ -10,7 +10,7 @@ from rich.console import Console
 from rich.progress import Progress
 from rich.table import Table
 
-from d2lhub import bootstrap, config, content, hubprocess, nodes, z2jh
+from d2lhub import backup, bootstrap, config, content, hubprocess, nodes, z2jh
 from d2lhub.auth import account_passwords
 from d2lhub.hubconfig import course_dir, public_url
 
@@ -216,6 +216,33 @@ def nodes_drain(
         raise fail(str(exc)) from None
     typer.echo(f"{hostname} drained" + (f"; {len(running)} server(s) stopped" if running else ""))
 
+
+@app.command("backup")
+def backup_command(
+    config_file: ConfigOption = DEFAULT_CONFIG,
+    out: Annotated[Path, typer.Option("--out", "-o", help="the archive to write")] = Path("d2lhub-backup.tar.gz"),
+) -> None:
+    """Hub database, gradebook, exchange and student volumes into one archive."""
+    classroom = load(config_file)
+    try:
+        manifest = backup.backup(classroom, out, say=say)
+    except (backup.BackupError, bootstrap.BootstrapError) as exc:
+        raise fail(str(exc)) from None
+    typer.echo(f"wrote {out}: state folder and {len(manifest['volumes'])} volume(s)")
+
+
+@app.command("restore")
+def restore_command(
+    archive: Annotated[Path, typer.Argument(help="an archive written by `d2lhub backup`")],
+    config_file: ConfigOption = DEFAULT_CONFIG,
+) -> None:
+    """Put a backup onto a fresh hub (empty state folder, no volumes yet); then `make up`."""
+    classroom = load(config_file)
+    try:
+        manifest = backup.restore(classroom, archive, say=say)
+    except (backup.BackupError, bootstrap.BootstrapError) as exc:
+        raise fail(str(exc)) from None
+    typer.echo(f"restored {archive} into {classroom.hub.state_dir} and {len(manifest['volumes'])} volume(s)")
 
 if __name__ == "__main__":
     app()

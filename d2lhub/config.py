@@ -8,6 +8,7 @@ naming the key path, which is what an admin needs to fix the file.
 from __future__ import annotations
 
 import re
+from ipaddress import IPv4Network
 from pathlib import Path
 from typing import Annotated, Literal
 
@@ -170,6 +171,11 @@ class Spawner(Strict):
     )
     uid_base: int = Field(20000, ge=1001, description="a student's uid is uid_base + hub user id")
     docker_workers: int = Field(8, ge=1, le=64, description="Docker calls run in parallel, at most this many")
+    firewall: bool = Field(True, description="fence student containers in with iptables (needs root on the host)")
+    blocked_networks: tuple[IPv4Network, ...] = Field(
+        tuple(IPv4Network(n) for n in ("169.254.0.0/16", "10.0.0.0/8", "172.16.0.0/12", "192.168.0.0/16", "100.64.0.0/10")),
+        description="destinations students may not reach: cloud metadata and private ranges",
+    )
 
 
 class Classroom(Strict):

@@ -13,7 +13,7 @@ import shutil
 import sys
 from pathlib import Path
 
-from d2lhub import bootstrap
+from d2lhub import bootstrap, firewall
 from d2lhub.auth import ClassroomAuthenticator, account_passwords
 from d2lhub.config import Classroom, load
 from d2lhub.spawner import HOME, ClassroomSpawner
@@ -47,6 +47,11 @@ def cli_token(classroom: Classroom) -> str:
 
 def course_dir(classroom: Classroom) -> Path:
     return classroom.hub.state_dir / "course"
+
+
+def hub_api_port(classroom: Classroom) -> int:
+    """Where student servers reach the hub (on the bridge's gateway); the public port stays on 127.0.0.1."""
+    return classroom.hub.port + 81
 
 
 def public_url(classroom: Classroom) -> str:
@@ -84,13 +89,21 @@ def apply(c, path: Path | None = None) -> Classroom:
     for image in images.values():
         if not bootstrap.has_image(client, image):
             raise bootstrap.BootstrapError(f"student image {image} is not built: run `make images`")
-    gateway = bootstrap.ensure_network(client, classroom.spawner.instance, classroom.spawner.instance)
+    network = bootstrap.ensure_network(client, classroom.spawner.instance, classroom.spawner.instance)
+    gateway = bootstrap.network_gateway(network)
+    if classroom.spawner.firewall:
+        firewall.apply(
+            classroom.spawner.instance,
+            firewall.bridge_name(network.id),
+            hub_api_port(classroom),
+            tuple(str(n) for n in classroom.spawner.blocked_networks),
+        )
     use_curl_for_proxy_calls()
 
     hub = classroom.hub
     c.JupyterHub.bind_url = f"{public_url(classroom)}/"
     c.JupyterHub.hub_ip = gateway
-    c.JupyterHub.hub_port = hub.port + 81
+    c.JupyterHub.hub_port = hub_api_port(classroom)
     c.JupyterHub.db_url = hub.db_url or f"sqlite:///{state / 'jupyterhub.sqlite'}"
     c.JupyterHub.cookie_secret_file = str(state / "jupyterhub_cookie_secret")
     c.JupyterHub.pid_file = str(state / "jupyterhub.pid")

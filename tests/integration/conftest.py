@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from d2lhub import bootstrap, config, content, hubprocess
+from d2lhub import bootstrap, config, content, firewall, hubprocess
 from d2lhub.hubconfig import course_dir, public_url
 
 REPO = Path(__file__).resolve().parents[2]
@@ -69,6 +69,7 @@ def remove_labelled(client, instance_filter, cutoff: datetime | None = None) -> 
     for network in client.networks.list(filters={"label": bootstrap.LABEL}):
         if wanted(network.attrs.get("Labels"), network.attrs):
             network.remove()
+            firewall.remove(network.attrs["Labels"][bootstrap.LABEL])
 
 
 @pytest.fixture(scope="session")
@@ -120,13 +121,19 @@ class RunningHub:
         return browser
 
 
-@pytest.fixture(scope="session")
-def hub(tmp_path_factory, docker_client):
-    folder = tmp_path_factory.mktemp("classroom")
-    running = RunningHub(write_classroom(folder))
+def launched_hub(folder: Path, docker_client, **overrides):
+    """A hub of its own, started now; yields it, then stops it and removes all it made."""
+    running = RunningHub(write_classroom(folder, **overrides))
     content.build_course(running.classroom.course.source, course_dir(running.classroom))
     running.start()
-    yield running
-    running.stop()
-    instance = running.classroom.spawner.instance
-    remove_labelled(docker_client, lambda value: value == instance)
+    try:
+        yield running
+    finally:
+        running.stop()
+        instance = running.classroom.spawner.instance
+        remove_labelled(docker_client, lambda value: value == instance)
+
+
+@pytest.fixture(scope="session")
+def hub(tmp_path_factory, docker_client):
+    yield from launched_hub(tmp_path_factory.mktemp("classroom"), docker_client)

@@ -127,9 +127,12 @@ class Browser:
         try:
             while time.monotonic() < deadline:
                 message = json.loads(ws.recv())
+                kind = message["msg_type"]
+                if kind == "status" and message["content"]["execution_state"] in {"restarting", "dead"}:
+                    error = f"kernel {message['content']['execution_state']}"  # e.g. killed at the memory limit
+                    break
                 if message.get("parent_header", {}).get("msg_id") != msg_id:
                     continue
-                kind = message["msg_type"]
                 if kind == "stream":
                     stdout.append(message["content"]["text"])
                 elif kind == "error":

@@ -1,0 +1,151 @@
+"""`d2lhub backup` / `restore`: the whole classroom in one archive and back, onto a fresh hub.
+
+What a classroom is: the state folder (hub database, secrets, accounts, GPU assignments,
+gradebook and course folder) and every Docker volume labelled with the hub's instance
+(students' homes, the exchange, the data cache). SQLite databases are copied with SQLite's
+backup API so a running hub still gives a consistent copy. Volumes travel as tar streams
+read and written by a throwaway container, so the engine may be remote.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import sqlite3
+import tarfile
+import tempfile
+from collections.abc import Callable
+from pathlib import Path
+
+import docker
+
+from d2lhub import bootstrap
+from d2lhub.config import Classroom
+
+MANIFEST = "d2lhub-backup.json"
+SKIPPED = {"jupyterhub.pid", "proxy.pid", "jupyterhub.log", "dockerd.log"}
+Progress = Callable[[str], None]
+
+
+class BackupError(Exception):
+    """The archive is not a d2lhub backup, or the target is not empty; nothing was changed."""
+
+
+def labelled_volumes(client: docker.DockerClient, instance: str) -> list[str]:
+    return sorted(v.name for v in client.volumes.list(filters={"label": f"{bootstrap.LABEL}={instance}"}))
+
+
+def sqlite_copy(source: Path, target: Path) -> None:
+    with sqlite3.connect(source) as live, sqlite3.connect(target) as copy:
+        live.backup(copy)
+
+
+def volume_tar(client: docker.DockerClient, image: str, volume: str) -> bytes:
+    """The volume's files as a tar stream (members under `v/`, owners and modes kept); nothing runs."""
+    container = client.containers.create(
+        image, command=["true"], network_disabled=True,
+        volumes={volume: {"bind": "/v", "mode": "ro"}}, labels={bootstrap.LABEL: "d2lhub-backup"},
+    )
+    try:
+        stream, _ = container.get_archive("/v")
+        return b"".join(stream)
+    finally:
+        container.remove(force=True)
+
+
+def write_volume(client: docker.DockerClient, image: str, volume: str, data: bytes, labels: dict) -> None:
+    client.volumes.create(volume, labels=labels)
+    container = client.containers.create(
+        image, entrypoint=["tar", "-C", "/", "--same-owner", "-xpf", "/in/volume.tar"], user="0", network_disabled=True,
+        volumes={volume: {"bind": "/v", "mode": "rw"}}, labels={bootstrap.LABEL: "d2lhub-backup"},
+    )
+    try:
+        container.put_archive("/", _single_file_tar("in/volume.tar", data))
+        container.start()
+        if container.wait()["StatusCode"] != 0:
+            raise BackupError(f"writing volume {volume} failed: {container.logs().decode()[-300:]}")
+    finally:
+        container.remove(force=True)
+
+
+def _single_file_tar(name: str, data: bytes) -> bytes:
+    buffer = io.BytesIO()
+    with tarfile.open(fileobj=buffer, mode="w") as archive:
+        info = tarfile.TarInfo(name)
+        info.size = len(data)
+        archive.addfile(info, io.BytesIO(data))
+    return buffer.getvalue()
+
+
+def backup(classroom: Classroom, archive_path: Path, say: Progress = lambda _: None) -> dict:
+    client = bootstrap.docker_client()
+    image = bootstrap.student_image(classroom, client)
+    state = classroom.hub.state_dir
+    instance = classroom.spawner.instance
+    volumes = labelled_volumes(client, instance)
+    partial = archive_path.with_name(archive_path.name + ".partial")
+    with tarfile.open(partial, "w:gz") as archive, tempfile.TemporaryDirectory() as scratch:
+        for path in sorted(state.rglob("*")):
+            if not path.is_file() or path.name in SKIPPED or path.name.endswith((".partial", "-journal")):
+                continue
+            name = f"state/{path.relative_to(state)}"
+            if path.suffix in {".sqlite", ".db"}:
+                copy = Path(scratch) / path.name
+                sqlite_copy(path, copy)
+                archive.add(copy, name)
+            else:
+                archive.add(path, name)
+        for volume in volumes:
+            say(f"volume {volume}")
+            data = volume_tar(client, image, volume)
+            info = tarfile.TarInfo(f"volumes/{volume.removeprefix(instance)}.tar")
+            info.size = len(data)
+            archive.addfile(info, io.BytesIO(data))
+        manifest = {
+            "instance": instance,
+            "volumes": [v.removeprefix(instance) for v in volumes],
+            "labels": {v.removeprefix(instance): client.volumes.get(v).attrs.get("Labels") or {} for v in volumes},
+        }
+        info = tarfile.TarInfo(MANIFEST)
+        payload = json.dumps(manifest, indent=1).encode()
+        info.size = len(payload)
+        archive.addfile(info, io.BytesIO(payload))
+    partial.replace(archive_path)
+    return manifest
+
+
+def restore(classroom: Classroom, archive_path: Path, say: Progress = lambda _: None) -> dict:
+    """Into an empty classroom only: a restore never merges into, or overwrites, live data."""
+    client = bootstrap.docker_client()
+    image = bootstrap.student_image(classroom, client)
+    state = classroom.hub.state_dir
+    instance = classroom.spawner.instance
+    try:
+        archive = tarfile.open(archive_path, "r:gz")
+    except (OSError, tarfile.TarError) as exc:
+        raise BackupError(f"{archive_path}: not a d2lhub backup ({exc})") from None
+    with archive:
+        try:
+            manifest = json.loads(archive.extractfile(MANIFEST).read())
+        except (KeyError, ValueError):
+            raise BackupError(f"{archive_path}: not a d2lhub backup (no {MANIFEST})") from None
+        if (state / "jupyterhub.sqlite").exists():
+            raise BackupError(f"{state} already holds a hub database; restore needs an empty state_dir")
+        clashes = [instance + suffix for suffix in manifest["volumes"] if instance + suffix in labelled_volumes(client, instance)]
+        if clashes:
+            raise BackupError(f"volumes already exist: {', '.join(clashes)}; restore needs a fresh instance")
+        state.mkdir(parents=True, exist_ok=True)
+        members = [m for m in archive.getmembers() if m.name.startswith("state/")]
+        archive.extractall(state, members=_strip(members, "state/"), filter="data")
+        for suffix in manifest["volumes"]:
+            say(f"volume {instance}{suffix}")
+            data = archive.extractfile(f"volumes/{suffix}.tar").read()
+            labels = {**manifest["labels"].get(suffix, {}), bootstrap.LABEL: instance}
+            write_volume(client, image, instance + suffix, data, labels)
+    return manifest
+
+
+def _strip(members: list[tarfile.TarInfo], prefix: str) -> list[tarfile.TarInfo]:
+    for member in members:
+        member.name = member.name.removeprefix(prefix)
+    return members

@@ -1,0 +1,85 @@
+"""Packet rules around the students' bridge: what a student container may reach.
+
+Docker already stops containers on the bridge from talking to each other (icc off). These
+rules add the rest: from the bridge, the host answers only on the hub's API port (not the
+proxy API, not anything else listening there), and forwarded traffic to cloud metadata and
+private ranges (a campus LAN, other hosts' services) is dropped, while the internet stays open
+for `pip install`. Every rule carries a comment naming the hub instance, so it is replaced
+as a set and removed with the hub's network.
+"""
+
+from __future__ import annotations
+
+import shlex
+import shutil
+import subprocess
+from dataclasses import dataclass
+
+
+class FirewallError(Exception):
+    """iptables is missing or refused a rule; students would not be fenced in."""
+
+
+@dataclass(frozen=True)
+class Rule:
+    table_chain: str
+    spec: tuple[str, ...]
+
+
+def bridge_name(network_id: str) -> str:
+    """Docker's name for a user-defined bridge's interface."""
+    return f"br-{network_id[:12]}"
+
+
+def tag(instance: str) -> tuple[str, ...]:
+    return ("-m", "comment", "--comment", f"d2lhub:{instance}")
+
+
+def rules(instance: str, bridge: str, hub_port: int, blocked: tuple[str, ...]) -> list[Rule]:
+    """The rules, in the order they must stand at the top of their chains."""
+    comment = tag(instance)
+    forward = [Rule("DOCKER-USER", ("-i", bridge, "-d", cidr, *comment, "-j", "DROP")) for cidr in blocked]
+    host = [
+        Rule("INPUT", ("-i", bridge, "-m", "conntrack", "--ctstate", "ESTABLISHED,RELATED", *comment, "-j", "ACCEPT")),
+        Rule("INPUT", ("-i", bridge, "-p", "tcp", "--dport", str(hub_port), *comment, "-j", "ACCEPT")),
+        Rule("INPUT", ("-i", bridge, *comment, "-j", "DROP")),
+    ]
+    return forward + host
+
+
+def iptables(*args: str, check: bool = True) -> subprocess.CompletedProcess:
+    binary = shutil.which("iptables")
+    if binary is None:
+        raise FirewallError("iptables is not installed (Debian: apt-get install iptables)")
+    result = subprocess.run([binary, "-w", *args], capture_output=True, text=True)
+    if check and result.returncode != 0:
+        raise FirewallError(f"iptables {' '.join(args)}: {result.stderr.strip()}")
+    return result
+
+
+def current(instance: str) -> list[Rule]:
+    """This instance's rules as they stand now."""
+    marker = f"d2lhub:{instance}"
+    found = []
+    for chain in ("DOCKER-USER", "INPUT"):
+        listing = iptables("-S", chain, check=False).stdout
+        for line in listing.splitlines():
+            if marker in line and line.startswith(f"-A {chain} "):
+                found.append(Rule(chain, tuple(shlex.split(line)[2:])))
+    return found
+
+
+def remove(instance: str) -> int:
+    stale = current(instance)
+    for rule in stale:
+        iptables("-D", rule.table_chain, *rule.spec, check=False)
+    return len(stale)
+
+
+def apply(instance: str, bridge: str, hub_port: int, blocked: tuple[str, ...]) -> list[Rule]:
+    """Replace this instance's rules with the current set (idempotent, safe across hub restarts)."""
+    wanted = rules(instance, bridge, hub_port, blocked)
+    remove(instance)
+    for rule in reversed(wanted):  # -I puts each at the top: insert in reverse to keep the order
+        iptables("-I", rule.table_chain, *rule.spec)
+    return wanted

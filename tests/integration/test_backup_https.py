@@ -1,0 +1,73 @@
+"""A classroom survives being moved: backup, restore onto a fresh hub; and the hub serves HTTPS."""
+
+from __future__ import annotations
+
+import subprocess
+
+import pytest
+import requests
+
+from conftest import ACCOUNTS, launched_hub, write_classroom, RunningHub, remove_labelled
+from test_cli import d2lhub
+
+pytestmark = pytest.mark.integration
+
+
+def test_backup_restores_a_students_work_onto_a_fresh_hub(tmp_path, docker_client):
+    archive = tmp_path / "classroom.tar.gz"
+    origin = launched_hub(tmp_path / "origin", docker_client)
+    hub = next(origin)
+    try:
+        student = hub.browser("student1")
+        student.spawn()
+        student.open_server()
+        student.write_file("proof.txt", "my work, backed up")
+        student.stop()
+        result = d2lhub("backup", "--config", str(hub.path), "--out", str(archive))
+        assert "volume(s)" in result.stdout
+    finally:
+        origin.close()
+
+    fresh_path = write_classroom(tmp_path / "fresh")
+    fresh = RunningHub(fresh_path)
+    try:
+        d2lhub("restore", str(archive), "--config", str(fresh_path))
+        again = d2lhub("restore", str(archive), "--config", str(fresh_path), check=False)
+        assert again.returncode == 2 and "already holds a hub database" in again.stderr
+        fresh.start()
+        student = fresh.browser("student1")
+        student.spawn()
+        student.open_server()
+        assert student.read_file("proof.txt") == "my work, backed up"
+    finally:
+        fresh.stop()
+        remove_labelled(docker_client, lambda value: value == fresh.classroom.spawner.instance)
+
+
+def test_restore_refuses_what_is_not_a_backup(tmp_path):
+    bogus = tmp_path / "bogus.tar.gz"
+    bogus.write_bytes(b"not an archive")
+    result = d2lhub("restore", str(bogus), "--config", str(write_classroom(tmp_path)), check=False)
+    assert result.returncode == 2
+    assert "not a d2lhub backup" in result.stderr
+
+
+def test_hub_serves_https_with_its_certificate(tmp_path, docker_client):
+    cert, key = tmp_path / "hub.crt", tmp_path / "hub.key"
+    subprocess.run(
+        ["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2", "-subj", "/CN=127.0.0.1",
+         "-addext", "subjectAltName=IP:127.0.0.1", "-keyout", str(key), "-out", str(cert)],
+        check=True, capture_output=True,
+    )
+    hubs = launched_hub(tmp_path / "tls", docker_client, hub={"https": {"cert_file": str(cert), "key_file": str(key)}})
+    hub = next(hubs)
+    try:
+        assert hub.url.startswith("https://")
+        assert requests.get(f"{hub.url}/hub/login", verify=str(cert), timeout=30).status_code == 200
+        with pytest.raises(requests.exceptions.SSLError):
+            requests.get(f"{hub.url}/hub/login", timeout=30)  # not trusted without the certificate
+        plain = hub.url.replace("https://", "http://")
+        with pytest.raises(requests.RequestException):
+            requests.get(f"{plain}/hub/login", timeout=10)
+    finally:
+        hubs.close()

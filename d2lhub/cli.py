@@ -7,10 +7,10 @@ from typing import Annotated
 
 import typer
 from rich.console import Console
-from rich.progress import Progress
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from d2lhub import bootstrap, config, content, hubprocess
+from d2lhub import bootstrap, config, content, coursecheck, hubprocess
 from d2lhub.auth import account_passwords
 from d2lhub.hubconfig import course_dir, public_url
 
@@ -116,3 +116,47 @@ def course_build(
     classroom = load(config_file)
     manifest = build_course(classroom, source)
     typer.echo(f"{len(manifest.chapters)} chapters in {course_dir(classroom)} ({len(manifest.skipped)} without MXNet code skipped)")
+
+
+
+@course_app.command("check")
+def course_check(
+    config_file: ConfigOption = DEFAULT_CONFIG,
+    jobs: Annotated[int, typer.Option(min=1, max=16, help="containers running chapters side by side")] = 1,
+    timeout: Annotated[int, typer.Option(min=10, help="seconds one cell may run")] = 600,
+) -> None:
+    """Run every built chapter top to bottom in a container like a student's; exit 1 naming each failure."""
+    classroom = load(config_file)
+    columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
+    with Progress(*columns, console=console, transient=True) as progress:
+        task = progress.add_task("starting the check container", total=None)
+
+        def started(chapter: str) -> None:
+            progress.update(task, description=f"running {chapter}")
+
+        def finished(result: coursecheck.Result) -> None:
+            progress.advance(task)
+
+        try:
+            progress.update(task, total=len(coursecheck.chapters_of(course_dir(classroom))))
+            results = coursecheck.check(classroom, jobs=jobs, timeout=timeout, on_start=started, on_done=finished)
+        except (coursecheck.CheckError, bootstrap.BootstrapError) as exc:
+            raise fail(str(exc)) from None
+    table = Table(title=f"course check: {course_dir(classroom)}")
+    table.add_column("chapter", overflow="fold")
+    table.add_column("status")
+    table.add_column("seconds", justify="right")
+    for result in results:
+        status = f"[green]{result.status}[/green]" if result.passed else f"[red]{result.status}[/red]"
+        table.add_row(result.chapter, status, f"{result.seconds:.1f}")
+    Console().print(table)
+    failed = [result for result in results if not result.passed]
+    for result in failed:
+        console.print(f"[red]{result.status}:[/red] {result.chapter}: {result.error}", soft_wrap=True, highlight=False)
+    if failed:
+        console.print(f"{len(failed)} of {len(results)} chapters failed", highlight=False)
+        raise typer.Exit(1)
+
+
+if __name__ == "__main__":  # `python -m d2lhub.cli` runs this checkout without installing it
+    app()

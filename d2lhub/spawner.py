@@ -33,6 +33,16 @@ def data_volume(classroom: Classroom) -> str:
     return f"{classroom.spawner.instance}-data"
 
 
+def ensure_data_volume(client, classroom: Classroom) -> str:
+    """Create the data volume empty and labelled if missing, so a server never mounts an unlabelled one."""
+    name = data_volume(classroom)
+    try:
+        client.volumes.get(name)
+    except docker.errors.NotFound:
+        client.volumes.create(name, labels={LABEL: classroom.spawner.instance, "org.d2lhub.role": "data"})
+    return name
+
+
 class ClassroomSpawner(DockerSpawner):
     classroom = Any(help="the validated classroom.yaml (d2lhub.config.Classroom)").tag(config=True)
     course_dir = Unicode(help="host folder of the built course, mounted read-only").tag(config=True)

@@ -97,32 +97,39 @@ def sync(course: Path, home: Path, target_name: str = "d2l") -> Report:
     partial = state_path.with_name(f".{state_path.name}.partial")
     partial.write_text(json.dumps(delivered, indent=1, sort_keys=True))
     os.replace(partial, state_path)
-    if not first_delivery and (report.added or report.updated or report.kept):
-        write_note(target / NOTE_NAME, report)
+    note = note_text(report)
+    if not first_delivery and note:
+        write_note(target / NOTE_NAME, note)
     return report
 
 
 def note_text(report: Report) -> str:
-    """What the last course update changed, in words a student reads."""
-    lines = ["# Course updates", "", "The course was updated when your server last started.", ""]
+    """What the last course update changed, in words a student reads; empty when no chapter changed."""
+
+    def chapters(names: list[str]) -> list[str]:
+        return [name for name in names if name.endswith(".ipynb")]  # not the images and manifest beside them
+
     sections = [
-        ("New chapters:", [f"- {name}" for name in report.added]),
-        ("Refreshed (you had not changed them):", [f"- {name}" for name in report.updated]),
+        ("New chapters:", [f"- {name}" for name in chapters(report.added)]),
+        ("Refreshed (you had not changed them):", [f"- {name}" for name in chapters(report.updated)]),
         (
             "Kept as you edited them; the new version is beside yours:",
-            [f"- {name}: new version in {beside_name(name)}" for name in report.kept],
+            [f"- {name}: new version in {beside_name(name)}" for name in chapters(report.kept)],
         ),
     ]
+    if not any(items for _, items in sections):
+        return ""
+    lines = ["# Course updates", "", "The course was updated when your server last started.", ""]
     for title, items in sections:
         if items:
             lines += [title, "", *items, ""]
     return "\n".join(lines)
 
 
-def write_note(path: Path, report: Report) -> None:
+def write_note(path: Path, text: str) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     partial = path.with_name(f".{path.name}.partial")
-    partial.write_text(note_text(report))
+    partial.write_text(text)
     os.replace(partial, path)
 
 

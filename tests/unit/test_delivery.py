@@ -91,3 +91,13 @@ def test_link_data_links_files_and_leaves_students_own(tmp_path):
 def test_link_data_without_a_cache_does_nothing(tmp_path):
     assert link_data(tmp_path / "missing", tmp_path / "data") == []
     assert not (tmp_path / "data").exists()
+
+
+def test_note_lists_chapters_only(tmp_path):
+    home = tmp_path / "home"
+    sync(course(tmp_path, {"a.ipynb": "a1", "course.json": "1"}), home)
+    sync(course(tmp_path, {"a.ipynb": "a1", "course.json": "2", "img/x.svg": "<svg/>"}), home)
+    assert not (home / "d2l" / NOTE_NAME).exists()
+    sync(course(tmp_path, {"a.ipynb": "a2", "course.json": "3"}), home)
+    note = (home / "d2l" / NOTE_NAME).read_text()
+    assert "- a.ipynb" in note and "course.json" not in note

@@ -123,7 +123,9 @@ def course_build(
 @course_app.command("check")
 def course_check(
     config_file: ConfigOption = DEFAULT_CONFIG,
-    jobs: Annotated[int, typer.Option(min=1, max=16, help="containers running chapters side by side")] = 1,
+    jobs: Annotated[
+        int, typer.Option(min=1, max=16, help="containers running chapters side by side, each with a student's limits")
+    ] = 2,
     timeout: Annotated[int, typer.Option(min=10, help="seconds one cell may run")] = 600,
 ) -> None:
     """Run every built chapter top to bottom in a container like a student's; exit 1 naming each failure."""

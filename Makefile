@@ -7,7 +7,7 @@ D2LHUB := $(VENV)/bin/d2lhub
 CONFIG ?= classroom.yaml
 PYTEST_ARGS ?=
 
-.PHONY: help up down status images course check data test unit integration lock clean-test
+.PHONY: help up down status images course check data test unit bench lock
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
@@ -44,6 +44,9 @@ test: images ## the whole suite: unit, integration (real engine, hub), browser
 
 unit: $(VENV)/.installed ## only the tests that need no Docker engine
 	$(PY) -m pytest -v -m "not integration" tests/unit
+
+bench: images ## measure spawn, class start, memory, images; writes docs/benchmarks.md
+	$(PY) bench/run.py $(BENCH_ARGS)
 
 lock: $(VENV)/.installed ## re-resolve the host lock file from pyproject.toml
 	$(VENV)/bin/pip freeze --exclude-editable | grep -v '^-e' > requirements.lock

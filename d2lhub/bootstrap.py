@@ -157,14 +157,28 @@ def extra_certificates(classroom: Classroom) -> list[Path]:
     return sorted(path for path in folder.rglob("*.crt") if path.is_file())
 
 
-def image_inputs(classroom: Classroom) -> dict[str, bytes]:
-    """Every file that goes into the build context, by its name there."""
-    context = classroom.images.student.context
-    files = {
+def context_files(context: Path) -> dict[str, bytes]:
+    return {
         str(path.relative_to(context)): path.read_bytes()
         for path in sorted(context.rglob("*"))
         if path.is_file() and path.name not in {"requirements.in", "README.md"}
     }
+
+
+def images_in_use(classroom: Classroom) -> list[str]:
+    """The student images the profiles run (`student`, `student_gpu`), CPU first."""
+    return sorted({profile.image for profile in classroom.profiles}, key=lambda key: key != "student")
+
+
+def image_inputs(classroom: Classroom, key: str = "student") -> dict[str, bytes]:
+    """Every file that goes into the build context, by its name there.
+
+    All student images share images/student's Dockerfile; another image's folder
+    (student_gpu's) lays its own files, its lock, over that context.
+    """
+    files = context_files(classroom.images.student.context)
+    if key != "student":
+        files.update(context_files(getattr(classroom.images, key).context))
     files["delivery.py"] = (PACKAGE_DIR / "delivery.py").read_bytes()
     for cert in extra_certificates(classroom):
         files[f"ca-certificates/{cert.name}"] = cert.read_bytes()
@@ -172,31 +186,39 @@ def image_inputs(classroom: Classroom) -> dict[str, bytes]:
     return files
 
 
-def image_tag(classroom: Classroom, base_id: str) -> str:
-    """The student image's name, tagged by a hash of all its inputs, so unchanged inputs reuse it."""
+def build_args(classroom: Classroom, key: str) -> dict[str, str]:
+    return {"BASE_IMAGE": classroom.images.base, "VARIANT": "gpu" if key == "student_gpu" else "cpu"}
+
+
+def image_tag(classroom: Classroom, base_id: str, key: str = "student") -> str:
+    """The image's name, tagged by a hash of all its inputs, so unchanged inputs reuse it."""
     digest = hashlib.sha256(base_id.encode())
-    for name, content in sorted(image_inputs(classroom).items()):
+    for name, value in sorted(build_args(classroom, key).items()):
+        digest.update(f"arg:{name}={value}".encode() + b"\0")
+    for name, content in sorted(image_inputs(classroom, key).items()):
         digest.update(name.encode() + b"\0" + hashlib.sha256(content).digest())
-    return f"{classroom.images.student.name}:{digest.hexdigest()[:16]}"
+    return f"{getattr(classroom.images, key).name}:{digest.hexdigest()[:16]}"
 
 
-def student_image(classroom: Classroom, client: docker.DockerClient | None = None) -> str:
+def student_image(classroom: Classroom, client: docker.DockerClient | None = None, key: str = "student") -> str:
     """The tag the hub runs; needs the base image present (its id is part of the hash)."""
     client = client or docker_client()
     try:
         base_id = client.images.get(classroom.images.base).id
     except docker.errors.ImageNotFound:
         raise BootstrapError(f"base image {classroom.images.base} is missing: run `make images`") from None
-    return image_tag(classroom, base_id)
+    return image_tag(classroom, base_id, key)
 
 
-def ensure_student_image(client: docker.DockerClient, classroom: Classroom, say: Say = _default_say) -> str:
-    tag = student_image(classroom, client)
+def ensure_student_image(
+    client: docker.DockerClient, classroom: Classroom, say: Say = _default_say, key: str = "student"
+) -> str:
+    tag = student_image(classroom, client, key)
     if has_image(client, tag):
         return tag
     say(f"building {tag} (a first build takes several minutes)")
     with tempfile.TemporaryDirectory(prefix="d2lhub-build-") as work:
-        for name, content in image_inputs(classroom).items():
+        for name, content in image_inputs(classroom, key).items():
             target = Path(work) / name
             target.parent.mkdir(parents=True, exist_ok=True)
             target.write_bytes(content)
@@ -205,11 +227,11 @@ def ensure_student_image(client: docker.DockerClient, classroom: Classroom, say:
         for chunk in client.api.build(
             path=work,
             tag=tag,
-            buildargs={"BASE_IMAGE": classroom.images.base},
+            buildargs=build_args(classroom, key),
             rm=True,
             forcerm=True,
             decode=True,
-            labels={"org.d2lhub.image": "student"},
+            labels={"org.d2lhub.image": key},
         ):
             if "error" in chunk:
                 raise BootstrapError(f"building {tag} failed: {chunk['error'].strip()}")
@@ -219,7 +241,7 @@ def ensure_student_image(client: docker.DockerClient, classroom: Classroom, say:
                 say(line[:120])
         if not has_image(client, tag):
             raise BootstrapError(f"building {tag} failed after {last_step}")
-    client.api.tag(tag, classroom.images.student.name, "latest")
+    client.api.tag(tag, getattr(classroom.images, key).name, "latest")
     return tag
 
 
@@ -246,11 +268,16 @@ def network_gateway(network) -> str:
     raise BootstrapError(f"network {network.name} has no gateway address")
 
 
-def ensure_all(classroom: Classroom, say: Say = _default_say) -> str:
-    """Everything a hub needs; returns the student image tag."""
+def ensure_images(client: docker.DockerClient, classroom: Classroom, say: Say = _default_say) -> dict[str, str]:
+    """Every student image a profile runs, by key (`student`, `student_gpu`) -> tag."""
+    return {key: ensure_student_image(client, classroom, say=say, key=key) for key in images_in_use(classroom)}
+
+
+def ensure_all(classroom: Classroom, say: Say = _default_say) -> dict[str, str]:
+    """Everything a hub needs; returns the student image tags by key."""
     client = ensure_engine(classroom.hub.state_dir, say=say)
     ensure_proxy(say=say)
     ensure_base_image(client, classroom, say=say)
-    tag = ensure_student_image(client, classroom, say=say)
+    tags = ensure_images(client, classroom, say=say)
     ensure_network(client, classroom.spawner.instance, classroom.spawner.instance)
-    return tag
+    return tags

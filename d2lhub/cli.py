@@ -10,7 +10,7 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from d2lhub import bootstrap, config, content, coursecheck, coursedata, hubprocess
+from d2lhub import bootstrap, config, content, coursecheck, coursedata, hubprocess, nodes, z2jh
 from d2lhub.auth import account_passwords
 from d2lhub.hubconfig import course_dir, public_url
 from d2lhub.spawner import data_volume
@@ -20,6 +20,10 @@ course_app = typer.Typer(help="Build and check the course chapters.", no_args_is
 images_app = typer.Typer(help="Build the student images.", no_args_is_help=True)
 app.add_typer(course_app, name="course")
 app.add_typer(images_app, name="images")
+nodes_app = typer.Typer(help="The Swarm's nodes: list, add, drain, capacity.", no_args_is_help=True)
+export_app = typer.Typer(help="Write the classroom's settings for another platform.", no_args_is_help=True)
+app.add_typer(nodes_app, name="nodes")
+app.add_typer(export_app, name="export")
 console = Console(stderr=True)
 ConfigOption = Annotated[Path, typer.Option("--config", "-c", help="the classroom file", envvar="D2LHUB_CONFIG")]
 DEFAULT_CONFIG = Path("classroom.yaml")
@@ -59,8 +63,8 @@ def up(config_file: ConfigOption = DEFAULT_CONFIG) -> None:
     """Set up whatever is missing, start the hub, print its URL and the demo sign-ins."""
     classroom = load(config_file)
     try:
-        image = bootstrap.ensure_all(classroom, say=say)
-        say(f"student image {image}")
+        for image in bootstrap.ensure_all(classroom, say=say).values():
+            say(f"student image {image}")
         manifest = build_course(classroom)
         say(f"course: {len(manifest.chapters)} chapters")
         hubprocess.start(classroom, config_file)
@@ -103,7 +107,8 @@ def images_build(config_file: ConfigOption = DEFAULT_CONFIG) -> None:
     try:
         client = bootstrap.ensure_engine(classroom.hub.state_dir, say=say)
         bootstrap.ensure_base_image(client, classroom, say=say)
-        typer.echo(bootstrap.ensure_student_image(client, classroom, say=say))
+        for image in bootstrap.ensure_images(client, classroom, say=say).values():
+            typer.echo(image)
     except bootstrap.BootstrapError as exc:
         raise fail(str(exc)) from None
 
@@ -197,6 +202,100 @@ def course_data(config_file: ConfigOption = DEFAULT_CONFIG) -> None:
         console.print(f"[red]failed:[/red] {result.name}: {result.error}", soft_wrap=True, highlight=False)
     if failed:
         raise typer.Exit(1)
+
+
+@export_app.command("z2jh")
+def export_z2jh(
+    config_file: ConfigOption = DEFAULT_CONFIG,
+    output: Annotated[Path, typer.Option("--output", "-o", help="the values file to write")] = Path("values.yaml"),
+    registry: Annotated[str, typer.Option(help="registry the images are pushed to, e.g. ghcr.io/my-uni")] = "",
+) -> None:
+    """A zero-to-jupyterhub Helm values file with the same images, profiles, limits and culling."""
+    import yaml
+
+    classroom = load(config_file)
+    try:
+        client = bootstrap.docker_client()
+        images = {key: bootstrap.student_image(classroom, client, key) for key in bootstrap.images_in_use(classroom)}
+    except bootstrap.BootstrapError as exc:
+        raise fail(str(exc)) from None
+    output.write_text(yaml.safe_dump(z2jh.values(classroom, images, registry), sort_keys=False))
+    typer.echo(f"wrote {output}; push {', '.join(images.values())} to {registry or 'your registry'}, then "
+               f"`helm upgrade --install classroom jupyterhub/jupyterhub -f {output}`")
+
+
+def swarm_client():
+    if not bootstrap.engine_answers():
+        raise fail("no Docker engine answers: start Docker and try again")
+    return bootstrap.docker_client()
+
+
+@nodes_app.command("list")
+def nodes_list(config_file: ConfigOption = DEFAULT_CONFIG) -> None:
+    """The Swarm's nodes, their resources and GPUs, and how many students fit at once per profile."""
+    classroom = load(config_file)
+    try:
+        found = nodes.list_nodes(swarm_client())
+    except nodes.NodeError as exc:
+        raise fail(str(exc)) from None
+    table = Table(title="Swarm nodes")
+    for column in ("node", "role", "state", "availability", "CPUs", "memory", "GPUs",
+                   *(f"fits: {p.name}" for p in classroom.profiles)):
+        table.add_column(column)
+    for node in found:
+        table.add_row(node.hostname, node.role, node.state, node.availability, f"{node.cpus:g}",
+                      f"{node.memory / 1024**3:.1f}G", ",".join(node.gpus) or "-",
+                      *(str(nodes.fits_on(node, classroom, p.name)) for p in classroom.profiles))
+    Console().print(table)
+    totals = nodes.capacity(found, classroom)
+    typer.echo("capacity (students at once, if all chose it): "
+               + ", ".join(f"{name} {count}" for name, count in totals.items()))
+
+
+@nodes_app.command("add")
+def nodes_add(
+    hostname: Annotated[str, typer.Argument(help="the new node's hostname")],
+    gpus: Annotated[str, typer.Option(help="its GPU ids, e.g. 0,1 (nvidia-smi -L)")] = "",
+    config_file: ConfigOption = DEFAULT_CONFIG,
+) -> None:
+    """Print the join command for a new node; label it (GPUs) once it has joined."""
+    load(config_file)
+    ids = tuple(gpu.strip() for gpu in gpus.split(",") if gpu.strip())
+    client = swarm_client()
+    try:
+        command = nodes.join_command(client)
+    except nodes.NodeError as exc:
+        raise fail(str(exc)) from None
+    labels = nodes.node_labels(ids)
+    try:
+        nodes.label(client, hostname, labels)
+        typer.echo(f"{hostname} is in the Swarm; labelled {labels or '(no GPUs)'}")
+    except nodes.NodeError:
+        typer.echo(f"On {hostname}, run:\n  {command}")
+        if labels:
+            label_args = " ".join(f"--label-add {k}={v}" for k, v in labels.items())
+            typer.echo(f"Then, here: d2lhub nodes add {hostname} --gpus {gpus}"
+                       f"   (or: docker node update {label_args} {hostname})")
+
+
+@nodes_app.command("drain")
+def nodes_drain(
+    hostname: Annotated[str, typer.Argument(help="the node to empty")],
+    yes: Annotated[bool, typer.Option("--yes", help="drain even with students running there")] = False,
+    config_file: ConfigOption = DEFAULT_CONFIG,
+) -> None:
+    """Stop scheduling on a node; warns first when students' servers run there (draining stops them)."""
+    classroom = load(config_file)
+    client = swarm_client()
+    try:
+        running = nodes.students_on(client, hostname, classroom.spawner.instance)
+        if running and not yes:
+            raise fail(f"{len(running)} student server(s) run on {hostname} ({', '.join(running)}); "
+                       "draining stops them: ask them to save, then run again with --yes")
+        nodes.drain(client, hostname)
+    except nodes.NodeError as exc:
+        raise fail(str(exc)) from None
+    typer.echo(f"{hostname} drained" + (f"; {len(running)} server(s) stopped" if running else ""))
 
 
 if __name__ == "__main__":  # `python -m d2lhub.cli` runs this checkout without installing it

@@ -140,6 +140,10 @@ class Images(Strict):
         Path("/usr/local/share/ca-certificates"), description="folder of *.crt files trusted inside image builds"
     )
     student: Image = Image(name="d2lhub/student", context=Path("images/student"))
+    student_gpu: Image = Field(
+        Image(name="d2lhub/student-gpu", context=Path("images/student-gpu")),
+        description="the GPU variant: images/student's Dockerfile with this folder's lock; built only when a profile uses it",
+    )
 
 
 class Limits(Strict):
@@ -151,9 +155,32 @@ class Limits(Strict):
 class Profile(Strict):
     name: str = Field(pattern=NAME_PATTERN)
     display_name: str
-    image: Literal["student"] = "student"
+    image: Literal["student", "student_gpu"] = "student"
+    gpus: int = Field(0, ge=0, le=16, description="GPUs each student of this profile gets")
     limits: Limits | None = Field(None, description="overrides the classroom's default limits")
     groups: tuple[str, ...] = Field((), description="groups allowed to choose it; empty means everyone")
+
+    @model_validator(mode="after")
+    def gpu_needs_gpu_image(self) -> Profile:
+        if self.gpus and self.image != "student_gpu":
+            raise ValueError(f"profile {self.name!r} has gpus: {self.gpus} but image: {self.image}; use image: student_gpu")
+        return self
+
+
+class Gpus(Strict):
+    """The GPU inventory and how it is shared; d2lhub.gpus enforces it."""
+
+    policy: Literal["exclusive", "shared", "none"] = Field(
+        "exclusive", description="exclusive: one student per GPU; shared: up to per_gpu students; none: no GPUs"
+    )
+    per_gpu: int = Field(2, ge=1, description="students per GPU under policy: shared")
+    devices: dict[str, tuple[str, ...]] = Field(
+        {}, description="host -> GPU ids (index or UUID); empty: ask NVML (docker) or node labels (swarm)"
+    )
+    when_full: Literal["refuse", "cpu"] = Field(
+        "refuse", description="no GPU free: refuse the spawn with a message, or start the fallback profile instead"
+    )
+    fallback_profile: str = Field("cpu", description="the profile used when when_full: cpu")
 
 
 class Culling(Strict):
@@ -181,6 +208,7 @@ class Classroom(Strict):
     profiles: tuple[Profile, ...] = (Profile(name="cpu", display_name="CPU"),)
     culling: Culling = Culling()
     spawner: Spawner = Spawner()
+    gpus: Gpus = Gpus()
 
     @model_validator(mode="after")
     def profiles_unique(self) -> Classroom:
@@ -190,6 +218,13 @@ class Classroom(Strict):
         duplicates = sorted({n for n in names if names.count(n) > 1})
         if duplicates:
             raise ValueError(f"profiles: {', '.join(duplicates)} listed twice")
+        gpu_profiles = [p.name for p in self.profiles if p.gpus]
+        if gpu_profiles and self.gpus.policy == "none":
+            raise ValueError(f"profiles {', '.join(gpu_profiles)} ask for GPUs but gpus.policy is none")
+        if gpu_profiles and self.gpus.when_full == "cpu":
+            fallback = next((p for p in self.profiles if p.name == self.gpus.fallback_profile), None)
+            if fallback is None or fallback.gpus:
+                raise ValueError(f"gpus.fallback_profile: {self.gpus.fallback_profile!r} is not a profile without GPUs")
         return self
 
     def resolve(self, base: Path) -> Classroom:
@@ -207,6 +242,9 @@ class Classroom(Strict):
         images = self.images.model_copy(
             update={
                 "student": self.images.student.model_copy(update={"context": rooted(self.images.student.context)}),
+                "student_gpu": self.images.student_gpu.model_copy(
+                    update={"context": rooted(self.images.student_gpu.context)}
+                ),
                 "extra_ca_certs": rooted(self.images.extra_ca_certs) if self.images.extra_ca_certs else None,
             }
         )
@@ -261,4 +299,7 @@ def load(path: Path | str = "classroom.yaml") -> Classroom:
     context = classroom.images.student.context
     if not (context / "Dockerfile").is_file():
         raise ConfigError(f"{path}: images.student.context: no Dockerfile in {context}")
+    gpu_context = classroom.images.student_gpu.context
+    if any(p.image == "student_gpu" for p in classroom.profiles) and not (gpu_context / "requirements.lock").is_file():
+        raise ConfigError(f"{path}: images.student_gpu.context: no requirements.lock in {gpu_context}")
     return classroom

@@ -1,4 +1,4 @@
-"""`d2lhub course check`: run every built chapter in containers made like a student's.
+"""`d2lhub course check`: run every built chapter in containers made like a student's (CPU image).
 
 A chapter that passes here passes for a student: same image, non-root uid,
 no network, the classroom's memory/CPU/process limits, the course mounted
@@ -68,7 +68,8 @@ def share_out(chapters: list[str], jobs: int) -> list[list[str]]:
 
 def container_settings(classroom: Classroom, image: str, chapters: list[str], timeout: int, with_data: bool) -> dict:
     """docker-py `containers.run` arguments: a student's container, minus the network."""
-    limits = classroom.limits_for(classroom.profiles[0])
+    cpu_profiles = [profile for profile in classroom.profiles if profile.image == "student"]
+    limits = classroom.limits_for(cpu_profiles[0]) if cpu_profiles else classroom.limits
     uid = classroom.spawner.uid_base
     instance = classroom.spawner.instance
     volumes = {

@@ -80,9 +80,10 @@ def apply(c, path: Path | None = None) -> Classroom:
     state = classroom.hub.state_dir
     state.mkdir(parents=True, exist_ok=True)
     client = bootstrap.docker_client()
-    image = bootstrap.student_image(classroom, client)
-    if not bootstrap.has_image(client, image):
-        raise bootstrap.BootstrapError(f"student image {image} is not built: run `make images`")
+    images = {key: bootstrap.student_image(classroom, client, key) for key in bootstrap.images_in_use(classroom)}
+    for image in images.values():
+        if not bootstrap.has_image(client, image):
+            raise bootstrap.BootstrapError(f"student image {image} is not built: run `make images`")
     gateway = bootstrap.ensure_network(client, classroom.spawner.instance, classroom.spawner.instance)
     ensure_data_volume(client, classroom)  # mounted read-only by every server, filled by `course data`
     use_curl_for_proxy_calls()
@@ -159,8 +160,10 @@ def apply(c, path: Path | None = None) -> Classroom:
     c.JupyterHub.spawner_class = ClassroomSpawner
     c.ClassroomSpawner.classroom = classroom
     c.ClassroomSpawner.course_dir = str(course_dir(classroom))
-    c.DockerSpawner.image = image
-    c.DockerSpawner.allowed_images = [image]
+    c.ClassroomSpawner.images = images
+    c.ClassroomSpawner.gpu_state_file = str(state / "gpus.json")
+    c.DockerSpawner.image = images[classroom.profiles[0].image]
+    c.DockerSpawner.allowed_images = sorted(images.values())
     c.DockerSpawner.pull_policy = "never"  # images are built before the class, never pulled mid-spawn
     c.DockerSpawner.cmd = ["d2lhub-start"]
     c.DockerSpawner.prefix = classroom.spawner.instance

@@ -70,7 +70,7 @@ def answers(classroom: Classroom) -> bool:
         return False
 
 
-def start(classroom: Classroom, config_file: Path, wait_seconds: int = 90) -> int:
+def start(classroom: Classroom, config_file: Path, wait_seconds: int = 90, hub_config: Path = HUB_CONFIG_FILE) -> int:
     """Start the hub in the background (it outlives this command) and wait until it answers."""
     pid = running_pid(classroom)
     if pid and answers(classroom):
@@ -83,7 +83,7 @@ def start(classroom: Classroom, config_file: Path, wait_seconds: int = 90) -> in
     env = {**os.environ, CONFIG_ENV: str(config_file.resolve()), "PYTHONPATH": python_path}
     with open(log_file(classroom), "ab") as log:
         process = subprocess.Popen(
-            [sys.executable, "-m", "jupyterhub", "-f", str(HUB_CONFIG_FILE)],
+            [sys.executable, "-m", "jupyterhub", "-f", str(hub_config)],
             cwd=state,
             env=env,
             stdout=log,

@@ -6,19 +6,25 @@ Why a subclass rather than plain settings:
   theirs once, by a throwaway root container, when it is first created;
 - Docker calls go through a bounded pool instead of DockerSpawner's single
   thread, so a class signing in at once is not served one student at a time;
-- limits come from the chosen profile, and the spawn page says what happens.
+- limits come from the chosen profile, and the spawn page says what happens;
+- GPUs are handed out by explicit device id (d2lhub.gpus), since Docker's
+  `count=1` would give every student the same first GPU.
 """
 
 from __future__ import annotations
 
 import asyncio
+import os
 from concurrent.futures import ThreadPoolExecutor
 from html import escape
+from pathlib import Path
 
 import docker.errors
+from docker.types import DeviceRequest
 from dockerspawner import DockerSpawner
-from traitlets import Any, Unicode
+from traitlets import Any, Dict, Unicode
 
+from d2lhub import gpus
 from d2lhub.bootstrap import LABEL
 from d2lhub.config import Classroom, Profile
 
@@ -26,6 +32,8 @@ HOME = "/home/jovyan"
 COURSE_MOUNT = "/srv/d2l/course"
 DATA_MOUNT = "/srv/d2l/data"  # the class's data cache, read-only; the image's MXNET_HOME lies under it
 STUDENT_GID = 100  # "users": shared by students so group-readable course files work
+SERVER_LABEL = "org.d2lhub.server"  # user or user/server: who a container's GPUs belong to
+LIVE_STATES = {"created", "running", "restarting", "paused"}
 
 
 def data_volume(classroom: Classroom) -> str:
@@ -46,8 +54,12 @@ def ensure_data_volume(client, classroom: Classroom) -> str:
 class ClassroomSpawner(DockerSpawner):
     classroom = Any(help="the validated classroom.yaml (d2lhub.config.Classroom)").tag(config=True)
     course_dir = Unicode(help="host folder of the built course, mounted read-only").tag(config=True)
+    images = Dict(help="student image key (student, student_gpu) -> the tag to run").tag(config=True)
+    gpu_state_file = Unicode(help="where GPU assignments persist across hub restarts").tag(config=True)
 
     _pool: ThreadPoolExecutor | None = None
+    _allocator: gpus.Allocator | None = None
+    _reconciled: asyncio.Lock | None = None
 
     @property
     def executor(self) -> ThreadPoolExecutor:
@@ -98,25 +110,102 @@ class ClassroomSpawner(DockerSpawner):
                 return profile
         raise ValueError(f"profile {name!r} is not offered to {self.user.name}")
 
+    # GPUs -----------------------------------------------------------------
+
+    @property
+    def holder(self) -> str:
+        return f"{self.user.name}/{self.name}" if self.name else self.user.name
+
+    def gpu_hosts(self) -> dict[str, tuple[str, ...]]:
+        """GPUs found on this host when classroom.yaml lists none."""
+        return {gpus.LOCAL: gpus.discover_local()}
+
+    @property
+    def allocator(self) -> gpus.Allocator:
+        cls = ClassroomSpawner
+        if cls._allocator is None:
+            inventory = gpus.inventory(self.classroom.gpus, {} if self.classroom.gpus.devices else self.gpu_hosts())
+            path = Path(self.gpu_state_file) if self.gpu_state_file else None
+            cls._allocator = gpus.Allocator(inventory, self.classroom.gpus, path)
+        return cls._allocator
+
+    def _live_gpu_assignments(self) -> dict[str, gpus.Assignment]:
+        """GPUs held by this hub's containers, read from their labels."""
+        live = {}
+        instance = self.classroom.spawner.instance
+        for container in self.client.containers(all=True, filters={"label": f"{LABEL}={instance}"}):
+            labels = container.get("Labels") or {}
+            assignment = gpus.Assignment.from_labels(labels)
+            if assignment and container.get("State") in LIVE_STATES and SERVER_LABEL in labels:
+                live[labels[SERVER_LABEL]] = assignment
+        return live
+
+    async def _reconcile_once(self) -> None:
+        """Before this hub process hands out its first GPU, trust the running containers over the file."""
+        cls = ClassroomSpawner
+        if cls._reconciled is None:
+            cls._reconciled = asyncio.Lock()
+            async with cls._reconciled:
+                live = await asyncio.wrap_future(self.executor.submit(self._live_gpu_assignments))
+                freed, adopted = self.allocator.reconcile(live)
+                if freed or adopted:
+                    self.log.info("GPU assignments reconciled: freed %s, adopted %s", freed, adopted)
+        async with cls._reconciled:
+            pass
+
+    async def _assign_gpus(self, profile: Profile) -> tuple[Profile, gpus.Assignment | None]:
+        """The GPUs for this server, or the fallback profile (or a clear refusal) when none is free."""
+        if not profile.gpus:
+            return profile, None
+        await self._reconcile_once()
+        try:
+            return profile, self.allocator.assign(self.holder, profile.gpus)
+        except gpus.NoGpuFree as full:
+            settings = self.classroom.gpus
+            if settings.when_full != "cpu":
+                raise
+            fallback = self.classroom.profile(settings.fallback_profile)
+            self._events.append(f"{full} Starting {fallback.display_name} instead.")
+            return fallback, None
+
     # Start ----------------------------------------------------------------
 
     def _prepare_home(self) -> bool:
-        """Create the home volume owned by the student; True when it was new."""
+        """Create the home volume owned by the student; True when it was new.
+
+        The marker folder keeps the volume non-empty: Docker copies the image's (root-owned)
+        folder over an empty volume at every mount, which would undo the ownership.
+        """
         client = self.client
         try:
             client.inspect_volume(self.home_volume)
             return False
         except docker.errors.NotFound:
             pass
-        client.create_volume(
+        volume = client.create_volume(
             self.home_volume,
             labels={LABEL: self.classroom.spawner.instance, "org.d2lhub.user": self.user.name},
         )
+        if not self._own_on_host(Path(volume.get("Mountpoint") or "/nonexistent")):
+            self._own_in_container()
+        return True
+
+    def _own_on_host(self, mountpoint: Path) -> bool:
+        """Fast path when the engine is local and we are root: no extra container per new student."""
+        if os.geteuid() != 0 or not mountpoint.is_dir():
+            return False
+        marker = mountpoint / ".d2lhub"
+        marker.mkdir(exist_ok=True)
+        for path in (mountpoint, marker):
+            os.chown(path, self.uid, STUDENT_GID)
+        mountpoint.chmod(0o700)
+        return True
+
+    def _own_in_container(self) -> None:
+        client = self.client
         container = client.create_container(
             self.image,
             entrypoint=["/bin/sh", "-c"],
-            # The marker keeps the volume non-empty: Docker re-copies the image's (root-owned)
-            # folder over an empty volume at every mount, undoing the chown.
             command=[f"mkdir -p {HOME}/.d2lhub && chown -R {self.uid}:{STUDENT_GID} {HOME} && chmod 700 {HOME}"],
             user="0",
             network_disabled=True,
@@ -135,10 +224,10 @@ class ClassroomSpawner(DockerSpawner):
                 raise RuntimeError(f"preparing {self.home_volume} failed: {client.logs(container).decode()[-300:]}")
         finally:
             client.remove_container(container, force=True)
-        return True
 
-    def _apply_profile(self, profile: Profile) -> None:
+    def _apply_profile(self, profile: Profile, assignment: gpus.Assignment | None = None) -> None:
         limits = self.classroom.limits_for(profile)
+        self.image = self.images.get(profile.image, self.image)
         self.mem_limit = limits.memory
         self.cpu_limit = limits.cpu
         instance = self.classroom.spawner.instance
@@ -152,6 +241,8 @@ class ClassroomSpawner(DockerSpawner):
                 LABEL: instance,
                 "org.d2lhub.user": self.user.name,
                 "org.d2lhub.profile": profile.name,
+                SERVER_LABEL: self.holder,
+                **(assignment.labels() if assignment else {}),
             },
         }
         self.extra_host_config = {
@@ -160,16 +251,37 @@ class ClassroomSpawner(DockerSpawner):
             "security_opt": ["no-new-privileges"],
             "init": False,  # tini is the image's entrypoint
         }
+        if assignment:
+            self.extra_host_config["device_requests"] = [
+                DeviceRequest(device_ids=list(assignment.ids), capabilities=[["gpu"]])
+            ]
 
     async def start(self):
-        profile = self.chosen_profile()
-        self._apply_profile(profile)
-        self._events = [f"Server type: {profile.display_name}"]
+        self._events = []
+        profile, assignment = await self._assign_gpus(self.chosen_profile())
+        self._apply_profile(profile, assignment)
+        self._events.append(f"Server type: {profile.display_name}")
+        if assignment:
+            self._events.append(f"Assigned {assignment.describe()}")
         new = await asyncio.wrap_future(self.executor.submit(self._prepare_home))
         if new:
             self._events.append("Created your home volume")
         self._events.append("Starting your container; your chapters sync into ~/d2l")
-        return await super().start()
+        try:
+            return await super().start()
+        except docker.errors.APIError as error:
+            if assignment and "could not select device driver" in str(error):
+                raise RuntimeError(
+                    "This Docker host cannot give containers GPUs: install the NVIDIA driver and "
+                    "nvidia-container-toolkit there (docs/admin.md, Adding a GPU node)."
+                ) from error
+            raise
+
+    async def stop(self, now=False):
+        await super().stop(now=now)
+        released = self.allocator.release(self.holder)
+        if released:
+            self.log.info("%s released %s", self.holder, released.describe())
 
     async def progress(self):
         sent = 0

@@ -49,7 +49,7 @@ class Browser:
         headers = {"X-XSRFToken": self.session.cookies.get("_xsrf", path="/hub/") or ""}
         return self.session.request(method, self.url(f"/hub/api{path}"), headers=headers, timeout=60, **kwargs)
 
-    def spawn(self, timeout: float = 180) -> float:
+    def spawn(self, timeout: float = 180, poll: float = 0.5) -> float:
         """Ask for the server as the spawn page does and wait until it is ready; returns seconds taken."""
         started = time.monotonic()
         response = self.session.get(self.url("/hub/spawn"), timeout=60)
@@ -61,7 +61,7 @@ class Browser:
                 return time.monotonic() - started
             if not server and time.monotonic() - started > 10:
                 raise AssertionError(f"spawn of {self.name} ended without a server: {user}")
-            time.sleep(0.5)
+            time.sleep(poll)
         raise AssertionError(f"{self.name}'s server was not ready after {timeout}s")
 
     def stop(self, timeout: float = 60) -> None:
@@ -98,7 +98,7 @@ class Browser:
         response.raise_for_status()
         return sorted(item["name"] for item in response.json()["content"])
 
-    def execute(self, code: str, timeout: float = 120) -> ExecResult:
+    def execute(self, code: str, timeout: float = 120, shutdown: bool = True) -> ExecResult:
         """Run code in a fresh kernel over the kernel websocket, the way JupyterLab does."""
         self.open_server()
         kernel = self.server_api("POST", "/kernels", json={"name": "python3"})
@@ -138,5 +138,6 @@ class Browser:
                     break
         finally:
             ws.close()
-            self.server_api("DELETE", f"/kernels/{kernel_id}")
+            if shutdown:
+                self.server_api("DELETE", f"/kernels/{kernel_id}")
         return ExecResult("".join(stdout), error)

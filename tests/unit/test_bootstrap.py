@@ -71,3 +71,47 @@ def test_dockerfile_keeps_upstream_default_base():
     dockerfile = (REPO / "images/student/Dockerfile").read_text()
     assert "ARG BASE_IMAGE=debian:bookworm-slim" in dockerfile
     assert "USER root" not in dockerfile
+
+
+def test_gpu_image_shares_the_dockerfile_and_brings_its_own_lock(context, tmp_path):
+    gpu_context = tmp_path / "student-gpu"
+    shutil.copytree(REPO / "images/student-gpu", gpu_context)
+    room = Classroom.model_validate(
+        {"images": {"student": {"name": "d2lhub/student", "context": str(context)},
+                    "student_gpu": {"name": "d2lhub/student-gpu", "context": str(gpu_context)},
+                    "extra_ca_certs": None}}
+    )
+    cpu, gpu = bootstrap.image_inputs(room, "student"), bootstrap.image_inputs(room, "student_gpu")
+    assert gpu["Dockerfile"] == cpu["Dockerfile"] and gpu["d2lhub-start"] == cpu["d2lhub-start"]
+    assert b"mxnet-cu117==1.9.1" in gpu["requirements.lock"] and b"mxnet-cu117" not in cpu["requirements.lock"]
+    assert bootstrap.build_args(room, "student_gpu")["VARIANT"] == "gpu"
+    gpu_tag = bootstrap.image_tag(room, "sha256:base", "student_gpu")
+    assert gpu_tag.startswith("d2lhub/student-gpu:")
+    (context / "Dockerfile").write_text((context / "Dockerfile").read_text() + "\n# changed\n")
+    assert bootstrap.image_tag(room, "sha256:base", "student_gpu") != gpu_tag  # the shared Dockerfile is an input
+
+
+def test_images_in_use_follow_the_profiles():
+    cpu_only = Classroom.model_validate({})
+    assert bootstrap.images_in_use(cpu_only) == ["student"]
+    both = Classroom.model_validate(
+        {"profiles": [{"name": "gpu", "display_name": "GPU", "image": "student_gpu", "gpus": 1},
+                      {"name": "cpu", "display_name": "CPU"}]}
+    )
+    assert bootstrap.images_in_use(both) == ["student", "student_gpu"]
+
+
+def test_gpu_lock_is_the_cpu_lock_with_cuda_mxnet():
+    """The two images differ only in MXNet's build and NVIDIA's libraries."""
+    def pins(path):
+        return {line for line in path.read_text().splitlines() if line and not line.startswith("#")}
+
+    cpu, gpu = pins(REPO / "images/student/requirements.lock"), pins(REPO / "images/student-gpu/requirements.lock")
+    assert cpu - gpu == {"mxnet==1.9.1"}
+    extra = gpu - cpu
+    assert "mxnet-cu117==1.9.1" in extra
+    assert {line.split("==")[0] for line in extra - {"mxnet-cu117==1.9.1"}} <= {
+        "nvidia-cuda-runtime-cu11", "nvidia-cublas-cu11", "nvidia-cufft-cu11", "nvidia-curand-cu11",
+        "nvidia-cusolver-cu11", "nvidia-cusparse-cu11", "nvidia-cuda-nvrtc-cu11", "nvidia-nvtx-cu11",
+        "nvidia-cudnn-cu11", "nvidia-nccl-cu11", "setuptools", "wheel",
+    }

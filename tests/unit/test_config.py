@@ -99,3 +99,48 @@ def test_profile_limits_override_defaults():
         {"profiles": [{"name": "big", "display_name": "Big", "limits": {"cpu": 2, "memory": "8G"}}]}
     )
     assert classroom.limits_for(classroom.profile("big")).memory == 8 * 1024**3
+
+
+def gpu_profiles(**gpus):
+    data = minimal(
+        profiles=[
+            {"name": "cpu", "display_name": "CPU"},
+            {"name": "gpu", "display_name": "1 GPU", "image": "student_gpu", "gpus": 1, "groups": ["gpu-users"]},
+        ],
+        gpus=gpus,
+    )
+    data["images"]["student_gpu"] = {"name": "d2lhub/student-gpu", "context": str(REPO / "images/student-gpu")}
+    return data
+
+
+def test_gpu_profiles_load(tmp_path):
+    classroom = load(write(tmp_path, gpu_profiles(policy="shared", per_gpu=3, devices={"local": ["0", "1"]})))
+    gpu = classroom.profile("gpu")
+    assert (gpu.image, gpu.gpus, gpu.groups) == ("student_gpu", 1, ("gpu-users",))
+    assert classroom.gpus.devices == {"local": ("0", "1")}
+    assert classroom.images.student_gpu.context == REPO / "images/student-gpu"
+
+
+@pytest.mark.parametrize(
+    "data, expected",
+    [
+        (gpu_profiles(policy="none"), "ask for GPUs but gpus.policy is none"),
+        (gpu_profiles(when_full="cpu", fallback_profile="gpu"), "gpus.fallback_profile: 'gpu' is not a profile without GPUs"),
+        (gpu_profiles(policy="round-robin"), "gpus.policy: Input should be 'exclusive', 'shared' or 'none'"),
+        (gpu_profiles(per_gpu=0), "gpus.per_gpu: Input should be greater than or equal to 1"),
+        (minimal(profiles=[{"name": "g", "display_name": "G", "gpus": 1}]), "use image: student_gpu"),
+        (minimal(profiles=[{"name": "g", "display_name": "G", "image": "cuda"}]), "profiles.0.image: Input should be"),
+        (minimal(gpus={"device": {}}), "gpus.device: unknown key"),
+    ],
+)
+def test_gpu_mistakes_are_named(tmp_path, data, expected):
+    with pytest.raises(ConfigError) as error:
+        load(write(tmp_path, data))
+    assert expected in str(error.value)
+
+
+def test_gpu_profile_needs_the_gpu_lock(tmp_path):
+    data = gpu_profiles()
+    data["images"]["student_gpu"] = {"name": "d2lhub/student-gpu", "context": str(tmp_path)}
+    with pytest.raises(ConfigError, match="images.student_gpu.context: no requirements.lock"):
+        load(write(tmp_path, data))

@@ -1,0 +1,136 @@
+"""Swarm nodes: list, add (join command + labels), drain, and how many students fit.
+
+GPU nodes carry the label `org.d2lhub.gpus=0,1` (their device ids), which the
+capacity report reads and placement constraints can match.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import docker
+import docker.errors
+
+from d2lhub.bootstrap import LABEL
+from d2lhub.config import Classroom
+
+GPU_NODE_LABEL = "org.d2lhub.gpus"
+NOT_MANAGER = "this Docker engine is not a Swarm manager: run `docker swarm init` here first"
+
+
+class NodeError(Exception):
+    """The engine is not a Swarm manager, or a node is unknown; the message says what to do."""
+
+
+@dataclass(frozen=True)
+class Node:
+    hostname: str
+    id: str
+    role: str
+    availability: str
+    state: str
+    cpus: float
+    memory: int
+    gpus: tuple[str, ...] = ()
+    labels: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def schedulable(self) -> bool:
+        return self.availability == "active" and self.state == "ready"
+
+    @classmethod
+    def from_swarm(cls, attrs: dict) -> Node:
+        spec, description = attrs.get("Spec", {}), attrs.get("Description", {})
+        resources = description.get("Resources", {})
+        labels = spec.get("Labels") or {}
+        gpus = tuple(gpu for gpu in labels.get(GPU_NODE_LABEL, "").split(",") if gpu)
+        return cls(
+            hostname=description.get("Hostname", attrs.get("ID", "?")),
+            id=attrs.get("ID", ""),
+            role=spec.get("Role", "worker"),
+            availability=spec.get("Availability", "active"),
+            state=attrs.get("Status", {}).get("State", "unknown"),
+            cpus=resources.get("NanoCPUs", 0) / 1e9,
+            memory=resources.get("MemoryBytes", 0),
+            gpus=gpus,
+            labels=labels,
+        )
+
+
+def fits_on(node: Node, classroom: Classroom, profile_name: str) -> int:
+    """Students of one profile that fit on a node at once: the scarcest of CPU, memory and GPU slots."""
+    profile = classroom.profile(profile_name)
+    limits = classroom.limits_for(profile)
+    if not node.schedulable:
+        return 0
+    counts = [int(node.cpus // limits.cpu), node.memory // limits.memory]
+    if profile.gpus:
+        per_gpu = {"exclusive": 1, "shared": classroom.gpus.per_gpu, "none": 0}[classroom.gpus.policy]
+        counts.append(len(node.gpus) * per_gpu // profile.gpus)
+    return max(0, min(counts))
+
+
+def capacity(nodes: list[Node], classroom: Classroom) -> dict[str, int]:
+    """Per profile: how many students fit at once if everyone chose it."""
+    return {p.name: sum(fits_on(node, classroom, p.name) for node in nodes) for p in classroom.profiles}
+
+
+def swarm_nodes(client: docker.DockerClient) -> list:
+    try:
+        return client.nodes.list()
+    except docker.errors.APIError as error:
+        if error.status_code == 503:
+            raise NodeError(NOT_MANAGER) from None
+        raise
+
+
+def list_nodes(client: docker.DockerClient) -> list[Node]:
+    return sorted((Node.from_swarm(n.attrs) for n in swarm_nodes(client)), key=lambda n: n.hostname)
+
+
+def find(client: docker.DockerClient, hostname: str):
+    for node in swarm_nodes(client):
+        if node.attrs.get("Description", {}).get("Hostname") == hostname or node.id == hostname:
+            return node
+    raise NodeError(f"no node {hostname!r} in this Swarm; `d2lhub nodes list` shows them")
+
+
+def join_command(client: docker.DockerClient, manager: bool = False) -> str:
+    try:
+        client.swarm.reload()
+        tokens = client.swarm.attrs["JoinTokens"]
+    except (docker.errors.APIError, KeyError):
+        raise NodeError(NOT_MANAGER) from None
+    managers = client.info()["Swarm"].get("RemoteManagers") or []
+    address = managers[0]["Addr"] if managers else "MANAGER-IP:2377"
+    return f"docker swarm join --token {tokens['Manager' if manager else 'Worker']} {address}"
+
+
+def node_labels(gpus: tuple[str, ...]) -> dict[str, str]:
+    return {GPU_NODE_LABEL: ",".join(gpus)} if gpus else {}
+
+
+def label(client: docker.DockerClient, hostname: str, labels: dict[str, str]) -> None:
+    node = find(client, hostname)
+    spec = dict(node.attrs["Spec"])
+    spec["Labels"] = {**(spec.get("Labels") or {}), **labels}
+    node.update(spec)
+
+
+def students_on(client: docker.DockerClient, hostname: str, instance: str) -> list[str]:
+    """Students whose servers run on a node (the Swarm spawner's tasks of this hub)."""
+    node = find(client, hostname)
+    services = {s.id: s for s in client.services.list(filters={"label": f"{LABEL}={instance}"})}
+    names = []
+    for task in client.api.tasks(filters={"node": node.id, "desired-state": "running"}):
+        service = services.get(task.get("ServiceID"))
+        if service is not None:
+            names.append(service.attrs["Spec"].get("Labels", {}).get("org.d2lhub.user", service.name))
+    return sorted(names)
+
+
+def drain(client: docker.DockerClient, hostname: str) -> None:
+    node = find(client, hostname)
+    spec = dict(node.attrs["Spec"])
+    spec["Availability"] = "drain"
+    node.update(spec)

@@ -7,7 +7,7 @@ D2LHUB := $(VENV)/bin/d2lhub
 CONFIG ?= classroom.yaml
 PYTEST_ARGS ?=
 
-.PHONY: help up down status images course test unit bench lock
+.PHONY: help up down status images course check data test unit bench lock
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
@@ -32,6 +32,12 @@ images: $(VENV)/.installed ## build the base and student images (cached by a has
 
 course: $(VENV)/.installed ## import the chapters into the notebooks students get
 	$(D2LHUB) course build --config $(CONFIG)
+
+check: course images ## run every chapter top to bottom in a student-like container
+	$(D2LHUB) course check --config $(CONFIG)
+
+data: course images ## fetch the data sets the chapters use into the class's read-only volume
+	$(D2LHUB) course data --config $(CONFIG)
 
 test: images ## the whole suite: unit, integration (real engine, hub), browser
 	$(PY) -m pytest -v -rs $(PYTEST_ARGS)

@@ -7,12 +7,13 @@ from typing import Annotated
 
 import typer
 from rich.console import Console
-from rich.progress import Progress
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from d2lhub import backup, bootstrap, config, content, hubprocess, nodes, z2jh
+from d2lhub import backup, bootstrap, config, content, coursecheck, coursedata, hubprocess, nodes, z2jh
 from d2lhub.auth import account_passwords
 from d2lhub.hubconfig import course_dir, public_url
+from d2lhub.spawner import data_volume
 
 app = typer.Typer(help="Run and manage a Dive into Deep Learning classroom hub.", no_args_is_help=True)
 course_app = typer.Typer(help="Build and check the course chapters.", no_args_is_help=True)
@@ -121,6 +122,86 @@ def course_build(
     classroom = load(config_file)
     manifest = build_course(classroom, source)
     typer.echo(f"{len(manifest.chapters)} chapters in {course_dir(classroom)} ({len(manifest.skipped)} without MXNet code skipped)")
+
+
+
+@course_app.command("check")
+def course_check(
+    config_file: ConfigOption = DEFAULT_CONFIG,
+    jobs: Annotated[
+        int, typer.Option(min=1, max=16, help="containers running chapters side by side, each with a student's limits")
+    ] = 2,
+    timeout: Annotated[int, typer.Option(min=10, help="seconds one cell may run")] = 600,
+) -> None:
+    """Run every built chapter top to bottom in a container like a student's; exit 1 naming each failure."""
+    classroom = load(config_file)
+    columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
+    with Progress(*columns, console=console, transient=True) as progress:
+        task = progress.add_task("starting the check container", total=None)
+
+        def started(chapter: str) -> None:
+            progress.update(task, description=f"running {chapter}")
+
+        def finished(result: coursecheck.Result) -> None:
+            progress.advance(task)
+
+        try:
+            progress.update(task, total=len(coursecheck.chapters_of(course_dir(classroom))))
+            results = coursecheck.check(classroom, jobs=jobs, timeout=timeout, on_start=started, on_done=finished)
+        except (coursecheck.CheckError, bootstrap.BootstrapError) as exc:
+            raise fail(str(exc)) from None
+    table = Table(title=f"course check: {course_dir(classroom)}")
+    table.add_column("chapter", overflow="fold")
+    table.add_column("status")
+    table.add_column("seconds", justify="right")
+    for result in results:
+        status = f"[green]{result.status}[/green]" if result.passed else f"[red]{result.status}[/red]"
+        table.add_row(result.chapter, status, f"{result.seconds:.1f}")
+    Console().print(table)
+    failed = [result for result in results if not result.passed]
+    for result in failed:
+        console.print(f"[red]{result.status}:[/red] {result.chapter}: {result.error}", soft_wrap=True, highlight=False)
+    if failed:
+        console.print(f"{len(failed)} of {len(results)} chapters failed", highlight=False)
+        raise typer.Exit(1)
+
+
+
+@course_app.command("data")
+def course_data(config_file: ConfigOption = DEFAULT_CONFIG) -> None:
+    """Fetch the data sets the chapters use, once, into the read-only volume every student mounts."""
+    classroom = load(config_file)
+    columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
+    with Progress(*columns, console=console, transient=True) as progress:
+        task = progress.add_task("reading d2l's DATA_HUB in the student image", total=None)
+
+        def started(name: str, file: str) -> None:
+            progress.update(task, description=f"fetching {name} ({file})")
+
+        def finished(fetched: coursedata.Fetched) -> None:
+            progress.advance(task)
+
+        try:
+            needs = coursedata.scan(course_dir(classroom), classroom.course.data)
+            progress.update(task, total=len(needs.names))
+            results = coursedata.fetch(classroom, course_dir(classroom), on_start=started, on_done=finished)
+        except (coursedata.DataError, coursecheck.CheckError, bootstrap.BootstrapError) as exc:
+            raise fail(str(exc)) from None
+    if not results:
+        typer.echo("the chapters use no data sets and classroom.yaml lists none: nothing to fetch")
+        return
+    table = Table(title=f"data sets in volume {data_volume(classroom)}")
+    for column in ("data set", "file", "status", "MB", "asked for by"):
+        table.add_column(column, overflow="fold")
+    for result in results:
+        status = f"[red]{result.status}[/red]" if result.status == "failed" else result.status
+        table.add_row(result.name, result.file, status, f"{result.bytes / 1e6:.1f}", ", ".join(result.asked_by))
+    Console().print(table)
+    failed = [result for result in results if result.status == "failed"]
+    for result in failed:
+        console.print(f"[red]failed:[/red] {result.name}: {result.error}", soft_wrap=True, highlight=False)
+    if failed:
+        raise typer.Exit(1)
 
 
 @export_app.command("z2jh")
@@ -244,5 +325,6 @@ def restore_command(
         raise fail(str(exc)) from None
     typer.echo(f"restored {archive} into {classroom.hub.state_dir} and {len(manifest['volumes'])} volume(s)")
 
-if __name__ == "__main__":
+
+if __name__ == "__main__":  # `python -m d2lhub.cli` runs this checkout without installing it
     app()

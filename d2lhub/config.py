@@ -61,6 +61,33 @@ class Course(Strict):
     welcome: str = "Sign in to open your own JupyterLab with the book's chapters, ready to run."
     help_url: str = ""
     source: str = Field("course", description="d2l-style chapter source: a folder, git URL or archive")
+    data: tuple[str, ...] = Field(
+        (), description="data sets to pre-fetch besides those the chapters name: d2l DATA_HUB keys or Gluon sets"
+    )
+    data_url: str = Field(
+        "http://d2l-data.s3-accelerate.amazonaws.com/",
+        pattern=r"^https?://[^\s/]+",
+        description="where d2l's data files are fetched from (d2l's DATA_URL); a mirror's URL works",
+    )
+    gluon_repo: str = Field(
+        "", pattern=r"^(https?://[^\s/]+.*)?$", description="a mirror of Gluon's data repository; empty: MXNet's own"
+    )
+
+    @field_validator("data")
+    @classmethod
+    def data_names(cls, names: tuple[str, ...]) -> tuple[str, ...]:
+        for name in names:
+            if not name.strip() or "/" in name:
+                raise ValueError(f"data set name {name!r} is not a DATA_HUB key")
+        duplicates = sorted({n for n in names if names.count(n) > 1})
+        if duplicates:
+            raise ValueError(f"{', '.join(duplicates)} listed twice")
+        return names
+
+    @field_validator("data_url", "gluon_repo")
+    @classmethod
+    def ends_with_slash(cls, url: str) -> str:
+        return url if not url or url.endswith("/") else url + "/"
 
 
 class Https(Strict):

@@ -5,7 +5,12 @@ into the image). The rules follow nbgitpuller's: a file the student never
 touched is refreshed, a new file appears, and a file the student edited stays
 as it is, with the new version put beside it. A file is "untouched" when its
 hash still equals the hash of the version last delivered, recorded in
-`~/.d2lhub/delivered.json`.
+`~/.d2lhub/delivered.json`. What changed is written to `~/d2l/UPDATES.md`,
+which the student sees beside the chapters.
+
+It also points `~/d2l/data/<file>` at the class's read-only data cache, the
+folder d2l downloads into (`../data` from a chapter), so d2l finds each file
+with the right SHA-1 and never downloads it.
 """
 
 from __future__ import annotations
@@ -19,6 +24,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 STATE_FILE = Path(".d2lhub") / "delivered.json"
+NOTE_NAME = "UPDATES.md"
+DATA_FOLDER = "data"  # d2l's `../data`, seen from a chapter folder
+SHARED_DATA = Path("/srv/d2l/data/d2l")
 
 
 @dataclass
@@ -65,6 +73,7 @@ def sync(course: Path, home: Path, target_name: str = "d2l") -> Report:
         delivered: dict[str, str] = json.loads(state_path.read_text())
     except (FileNotFoundError, ValueError):
         delivered = {}
+    first_delivery = not delivered
     target = home / target_name
     report = Report()
     for relative, source in course_files(course).items():
@@ -88,18 +97,75 @@ def sync(course: Path, home: Path, target_name: str = "d2l") -> Report:
     partial = state_path.with_name(f".{state_path.name}.partial")
     partial.write_text(json.dumps(delivered, indent=1, sort_keys=True))
     os.replace(partial, state_path)
+    note = note_text(report)
+    if not first_delivery and note:
+        write_note(target / NOTE_NAME, note)
     return report
+
+
+def note_text(report: Report) -> str:
+    """What the last course update changed, in words a student reads; empty when no chapter changed."""
+
+    def chapters(names: list[str]) -> list[str]:
+        return [name for name in names if name.endswith(".ipynb")]  # not the images and manifest beside them
+
+    sections = [
+        ("New chapters:", [f"- {name}" for name in chapters(report.added)]),
+        ("Refreshed (you had not changed them):", [f"- {name}" for name in chapters(report.updated)]),
+        (
+            "Kept as you edited them; the new version is beside yours:",
+            [f"- {name}: new version in {beside_name(name)}" for name in chapters(report.kept)],
+        ),
+    ]
+    if not any(items for _, items in sections):
+        return ""
+    lines = ["# Course updates", "", "The course was updated when your server last started.", ""]
+    for title, items in sections:
+        if items:
+            lines += [title, "", *items, ""]
+    return "\n".join(lines)
+
+
+def write_note(path: Path, text: str) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    partial = path.with_name(f".{path.name}.partial")
+    partial.write_text(text)
+    os.replace(partial, path)
+
+
+def link_data(shared: Path, folder: Path) -> list[str]:
+    """Link each shared data file into the student's writable data folder; returns the new links.
+
+    Only files are linked, never extracted folders: d2l's download_extract
+    re-extracts the archive next to it at every call, so what it extracts into
+    must be the student's own folder. A name the student already has is left alone.
+    """
+    if not shared.is_dir():
+        return []
+    linked = []
+    for source in sorted(shared.iterdir()):
+        link = folder / source.name
+        if source.name.startswith(".") or not source.is_file() or os.path.lexists(link):
+            continue
+        folder.mkdir(parents=True, exist_ok=True)
+        link.symlink_to(source)
+        linked.append(source.name)
+    return linked
 
 
 def main(argv: list[str]) -> int:
     course = Path(argv[1]) if len(argv) > 1 else Path("/srv/d2l/course")
-    if not course.is_dir():
+    home = Path.home()
+    if course.is_dir():
+        report = sync(course, home)
+        print(f"d2lhub: {report.summary()}", file=sys.stderr)
+        for relative in report.kept:
+            print(f"d2lhub: you edited {relative}; the new version is at {beside_name(relative)}", file=sys.stderr)
+    else:
         print(f"d2lhub: no course mounted at {course}; ~/d2l left as it is", file=sys.stderr)
-        return 0
-    report = sync(course, Path.home())
-    print(f"d2lhub: {report.summary()}", file=sys.stderr)
-    for relative in report.kept:
-        print(f"d2lhub: you edited {relative}; the new version is at {beside_name(relative)}", file=sys.stderr)
+    linked = link_data(SHARED_DATA, home / "d2l" / DATA_FOLDER)
+    if linked:
+        print(f"d2lhub: {len(linked)} data file(s) linked into ~/d2l/{DATA_FOLDER}", file=sys.stderr)
     return 0
 
 

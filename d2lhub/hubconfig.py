@@ -16,7 +16,7 @@ from pathlib import Path
 from d2lhub import bootstrap, firewall
 from d2lhub.auth import ClassroomAuthenticator, account_passwords
 from d2lhub.config import Classroom, load
-from d2lhub.spawner import HOME, ClassroomSpawner
+from d2lhub.spawner import DATA_MOUNT, HOME, ClassroomSpawner, ensure_data_volume
 
 CONFIG_ENV = "D2LHUB_CONFIG"
 CLI_SERVICE = "d2lhub-cli"
@@ -98,6 +98,7 @@ def apply(c, path: Path | None = None) -> Classroom:
             hub_api_port(classroom),
             tuple(str(n) for n in classroom.spawner.blocked_networks),
         )
+    ensure_data_volume(client, classroom)  # mounted read-only by every server, filled by `course data`
     use_curl_for_proxy_calls()
 
     hub = classroom.hub
@@ -187,5 +188,5 @@ def apply(c, path: Path | None = None) -> Classroom:
     c.Spawner.default_url = "/lab/tree/d2l"
     c.Spawner.start_timeout = hub.start_timeout
     c.Spawner.http_timeout = hub.start_timeout
-    c.Spawner.environment = {"D2LHUB_COURSE": classroom.course.id}
+    c.Spawner.environment = {"D2LHUB_COURSE": classroom.course.id, "MXNET_HOME": f"{DATA_MOUNT}/mxnet"}
     return classroom

@@ -77,7 +77,10 @@ def start(classroom: Classroom, config_file: Path, wait_seconds: int = 90, hub_c
         return pid
     state = classroom.hub.state_dir
     state.mkdir(parents=True, exist_ok=True)
-    env = {**os.environ, CONFIG_ENV: str(config_file.resolve())}
+    # The hub imports the same d2lhub as this command, not whichever copy is installed.
+    source_root = str(Path(__file__).resolve().parents[1])
+    python_path = os.pathsep.join(filter(None, [source_root, os.environ.get("PYTHONPATH")]))
+    env = {**os.environ, CONFIG_ENV: str(config_file.resolve()), "PYTHONPATH": python_path}
     with open(log_file(classroom), "ab") as log:
         process = subprocess.Popen(
             [sys.executable, "-m", "jupyterhub", "-f", str(hub_config)],

@@ -30,9 +30,25 @@ from d2lhub.config import Classroom, Profile
 
 HOME = "/home/jovyan"
 COURSE_MOUNT = "/srv/d2l/course"
+DATA_MOUNT = "/srv/d2l/data"  # the class's data cache, read-only; the image's MXNET_HOME lies under it
 STUDENT_GID = 100  # "users": shared by students so group-readable course files work
 SERVER_LABEL = "org.d2lhub.server"  # user or user/server: who a container's GPUs belong to
 LIVE_STATES = {"created", "running", "restarting", "paused"}
+
+
+def data_volume(classroom: Classroom) -> str:
+    """The one volume holding the data sets every student reads (`d2lhub course data` fills it)."""
+    return f"{classroom.spawner.instance}-data"
+
+
+def ensure_data_volume(client, classroom: Classroom) -> str:
+    """Create the data volume empty and labelled if missing, so a server never mounts an unlabelled one."""
+    name = data_volume(classroom)
+    try:
+        client.volumes.get(name)
+    except docker.errors.NotFound:
+        client.volumes.create(name, labels={LABEL: classroom.spawner.instance, "org.d2lhub.role": "data"})
+    return name
 
 
 class ClassroomSpawner(DockerSpawner):
@@ -216,7 +232,9 @@ class ClassroomSpawner(DockerSpawner):
         self.cpu_limit = limits.cpu
         instance = self.classroom.spawner.instance
         self.volumes = {self.home_volume: HOME}
-        self.read_only_volumes = {self.course_dir: COURSE_MOUNT} if self.course_dir else {}
+        self.read_only_volumes = {data_volume(self.classroom): DATA_MOUNT}
+        if self.course_dir:
+            self.read_only_volumes[self.course_dir] = COURSE_MOUNT
         self.extra_create_kwargs = {
             "user": f"{self.uid}:{STUDENT_GID}",
             "labels": {

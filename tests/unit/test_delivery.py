@@ -2,7 +2,7 @@
 
 from pathlib import Path
 
-from d2lhub.delivery import beside_name, sync
+from d2lhub.delivery import NOTE_NAME, beside_name, link_data, sync
 
 
 def course(tmp_path: Path, files: dict[str, str]) -> Path:
@@ -53,3 +53,51 @@ def test_deleted_chapter_comes_back(tmp_path):
 
 def test_beside_name():
     assert beside_name("ch/x.ipynb") == "ch/x.new.ipynb"
+
+
+def test_first_sync_writes_no_note(tmp_path):
+    home = tmp_path / "home"
+    sync(course(tmp_path, {"a.ipynb": "a1"}), home)
+    assert not (home / "d2l" / NOTE_NAME).exists()
+
+
+def test_update_note_names_kept_chapters(tmp_path):
+    home = tmp_path / "home"
+    sync(course(tmp_path, {"a.ipynb": "a1", "b.ipynb": "b1"}), home)
+    (home / "d2l/b.ipynb").write_text("mine")
+    sync(course(tmp_path, {"a.ipynb": "a2", "b.ipynb": "b2", "c.ipynb": "c1"}), home)
+    note = (home / "d2l" / NOTE_NAME).read_text()
+    assert "- c.ipynb" in note.split("New chapters:")[1]
+    assert "- a.ipynb" in note.split("Refreshed")[1]
+    assert "- b.ipynb: new version in b.new.ipynb" in note
+
+
+def test_link_data_links_files_and_leaves_students_own(tmp_path):
+    shared = tmp_path / "shared"
+    (shared / "extracted").mkdir(parents=True)
+    (shared / "set.zip").write_bytes(b"zip")
+    (shared / "table.csv").write_text("1,2")
+    (shared / ".set.zip.partial").write_bytes(b"half")
+    folder = tmp_path / "home/d2l/data"
+    folder.mkdir(parents=True)
+    (folder / "table.csv").write_text("my own table")
+    assert link_data(shared, folder) == ["set.zip"]
+    assert (folder / "set.zip").is_symlink() and (folder / "set.zip").read_bytes() == b"zip"
+    assert (folder / "table.csv").read_text() == "my own table"
+    assert sorted(p.name for p in folder.iterdir()) == ["set.zip", "table.csv"]
+    assert link_data(shared, folder) == []
+
+
+def test_link_data_without_a_cache_does_nothing(tmp_path):
+    assert link_data(tmp_path / "missing", tmp_path / "data") == []
+    assert not (tmp_path / "data").exists()
+
+
+def test_note_lists_chapters_only(tmp_path):
+    home = tmp_path / "home"
+    sync(course(tmp_path, {"a.ipynb": "a1", "course.json": "1"}), home)
+    sync(course(tmp_path, {"a.ipynb": "a1", "course.json": "2", "img/x.svg": "<svg/>"}), home)
+    assert not (home / "d2l" / NOTE_NAME).exists()
+    sync(course(tmp_path, {"a.ipynb": "a2", "course.json": "3"}), home)
+    note = (home / "d2l" / NOTE_NAME).read_text()
+    assert "- a.ipynb" in note and "course.json" not in note

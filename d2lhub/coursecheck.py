@@ -1,0 +1,169 @@
+"""`d2lhub course check`: run every built chapter in containers made like a student's (CPU image).
+
+A chapter that passes here passes for a student: same image, non-root uid,
+no network, the classroom's memory/CPU/process limits, the course mounted
+read-only and delivered into a scratch home, the data cache mounted read-only.
+Chapters are shared out over `jobs` containers; each runs its share one after
+another (d2lhub/chapterrun.py) and reports a JSON line per chapter.
+"""
+
+from __future__ import annotations
+
+import json
+import uuid
+from collections.abc import Callable, Iterable, Iterator
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+
+import docker
+import docker.errors
+
+from d2lhub import bootstrap
+from d2lhub.config import Classroom
+from d2lhub.content import MANIFEST_NAME, CourseError, CourseManifest
+from d2lhub.hubconfig import course_dir
+from d2lhub.spawner import COURSE_MOUNT, DATA_MOUNT, HOME, STUDENT_GID, data_volume
+
+RUNNER = Path(__file__).resolve().parent / "chapterrun.py"
+RUNNER_MOUNT = "/opt/d2lhub-tools/chapterrun.py"
+SCRATCH_SIZE = "1g"
+
+
+class CheckError(Exception):
+    """The check cannot run (no built course, no image); the message says what to do."""
+
+
+@dataclass(frozen=True)
+class Result:
+    chapter: str
+    status: str  # passed, no code, failed, timeout
+    seconds: float
+    error: str = ""
+
+    @property
+    def passed(self) -> bool:
+        return self.status in {"passed", "no code"}
+
+
+def chapters_of(course: Path) -> list[str]:
+    """The built chapters in book order, from the course manifest."""
+    manifest = course / MANIFEST_NAME
+    if not manifest.is_file():
+        raise CheckError(f"no built course in {course}: run `d2lhub course build` first")
+    try:
+        chapters = [chapter.path for chapter in CourseManifest.load(manifest).chapters]
+    except CourseError as exc:
+        raise CheckError(str(exc)) from None
+    if not chapters:
+        raise CheckError(f"the course in {course} has no chapters to check")
+    return chapters
+
+
+def share_out(chapters: list[str], jobs: int) -> list[list[str]]:
+    """Round-robin, so long chapters late in the book don't all land in one container."""
+    jobs = max(1, min(jobs, len(chapters)))
+    return [chapters[i::jobs] for i in range(jobs)]
+
+
+def container_settings(classroom: Classroom, image: str, chapters: list[str], timeout: int, with_data: bool) -> dict:
+    """docker-py `containers.run` arguments: a student's container, minus the network."""
+    cpu_profiles = [profile for profile in classroom.profiles if profile.image == "student"]
+    limits = classroom.limits_for(cpu_profiles[0]) if cpu_profiles else classroom.limits
+    uid = classroom.spawner.uid_base
+    instance = classroom.spawner.instance
+    volumes = {
+        str(course_dir(classroom)): {"bind": COURSE_MOUNT, "mode": "ro"},
+        str(RUNNER): {"bind": RUNNER_MOUNT, "mode": "ro"},
+    }
+    if with_data:
+        volumes[data_volume(classroom)] = {"bind": DATA_MOUNT, "mode": "ro"}
+    return {
+        "image": image,
+        "command": ["python3", RUNNER_MOUNT, "--course", COURSE_MOUNT, "--timeout", str(timeout), *chapters],
+        "name": f"{instance}-check-{uuid.uuid4().hex[:8]}",
+        "labels": {bootstrap.LABEL: instance, "org.d2lhub.role": "course-check"},
+        "user": f"{uid}:{STUDENT_GID}",
+        "network_mode": "none",
+        "cap_drop": ["ALL"],
+        "security_opt": ["no-new-privileges"],
+        "mem_limit": limits.memory,
+        "nano_cpus": int(limits.cpu * 1e9),
+        "pids_limit": limits.pids,
+        "volumes": volumes,
+        "tmpfs": {HOME: f"rw,exec,nosuid,nodev,size={SCRATCH_SIZE},uid={uid},gid={STUDENT_GID},mode=0700"},
+        "detach": True,
+    }
+
+
+def json_lines(chunks: Iterable[bytes]) -> Iterator[dict]:
+    """Yield the JSON events among a container's stdout chunks (which split lines anywhere)."""
+    buffer = b""
+    for chunk in chunks:
+        buffer += chunk
+        *lines, buffer = buffer.split(b"\n")
+        for line in lines:
+            if line.startswith(b"{"):
+                yield json.loads(line)
+
+
+def run_share(
+    client: docker.DockerClient,
+    settings: dict,
+    chapters: list[str],
+    on_start: Callable[[str], None],
+    on_done: Callable[[Result], None],
+) -> list[Result]:
+    container = client.containers.run(**settings)
+    results: dict[str, Result] = {}
+    try:
+        for event in json_lines(container.logs(stream=True, follow=True, stdout=True, stderr=False)):
+            if event["event"] == "start":
+                on_start(event["chapter"])
+            else:
+                result = Result(event["chapter"], event["status"], event["seconds"], event["error"])
+                results[result.chapter] = result
+                on_done(result)
+        exit_code = container.wait().get("StatusCode")
+        if len(results) < len(chapters):
+            tail = container.logs(stdout=False, stderr=True, tail=5).decode(errors="replace").strip()
+            reason = "killed: out of memory?" if exit_code == 137 else f"exited {exit_code}"
+            for chapter in chapters:
+                if chapter not in results:
+                    results[chapter] = Result(chapter, "failed", 0.0, f"check container {reason} {tail[-300:]}".strip())
+                    on_done(results[chapter])
+    finally:
+        container.remove(force=True)
+    return [results[chapter] for chapter in chapters]
+
+
+def check(
+    classroom: Classroom,
+    *,
+    jobs: int = 1,
+    timeout: int = 600,
+    on_start: Callable[[str], None] = lambda chapter: None,
+    on_done: Callable[[Result], None] = lambda result: None,
+    client: docker.DockerClient | None = None,
+) -> list[Result]:
+    """Run every built chapter; results in book order."""
+    chapters = chapters_of(course_dir(classroom))
+    client = client or bootstrap.docker_client()
+    image = bootstrap.student_image(classroom, client)
+    if not bootstrap.has_image(client, image):
+        raise CheckError(f"student image {image} is not built: run `make images`")
+    try:
+        client.volumes.get(data_volume(classroom))
+        with_data = True
+    except docker.errors.NotFound:
+        with_data = False
+    shares = share_out(chapters, jobs)
+    with ThreadPoolExecutor(len(shares)) as pool:
+        futures = [
+            pool.submit(
+                run_share, client, container_settings(classroom, image, share, timeout, with_data), share, on_start, on_done
+            )
+            for share in shares
+        ]
+        by_chapter = {result.chapter: result for future in futures for result in future.result()}
+    return [by_chapter[chapter] for chapter in chapters]

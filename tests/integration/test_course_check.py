@@ -1,0 +1,75 @@
+"""`d2lhub course check` runs every chapter in a student-like container and names what fails."""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import subprocess
+import sys
+
+import pytest
+from conftest import REPO, write_classroom
+
+from d2lhub import config, content
+from d2lhub.hubconfig import course_dir
+
+pytestmark = pytest.mark.integration
+
+BROKEN_CELL = "```{.python .input}\n%%tab mxnet\nundefined_name_for_check + 1\n```\n\n"
+
+
+def d2lhub(*args: str) -> subprocess.CompletedProcess:
+    """The CLI as an admin runs it; a wide terminal so the table's rows stay on one line."""
+    return subprocess.run(
+        [sys.executable, "-m", "d2lhub.cli", *args],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        env={**os.environ, "COLUMNS": "200"},
+        timeout=1200,
+    )
+
+
+def built_classroom(folder, source) -> config.Classroom:
+    path = write_classroom(folder, course={"source": str(source)})
+    classroom = config.load(path)
+    content.build_course(classroom.course.source, course_dir(classroom))
+    return path, classroom
+
+
+def test_every_demo_chapter_passes(tmp_path, docker_client):
+    path, classroom = built_classroom(tmp_path, REPO / "course")
+    result = d2lhub("course", "check", "-c", str(path))
+    print(result.stdout)  # the table, for the test log
+    assert result.returncode == 0, result.stderr
+    manifest = content.CourseManifest.load(course_dir(classroom) / content.MANIFEST_NAME)
+    for chapter in manifest.chapters:
+        row = re.search(rf"{re.escape(chapter.path)}\s*│\s*(passed|no code)\s*│\s*[\d.]+", result.stdout)
+        assert row, f"{chapter.path} has no passing row in\n{result.stdout}"
+    assert re.search(r"lenet\.ipynb\s*│\s*passed", result.stdout)
+
+
+def test_broken_chapter_fails_the_check_by_name(tmp_path, docker_client):
+    book = tmp_path / "book"
+    shutil.copytree(REPO / "course", book)
+    index = book / "index.md"  # only the first part, to keep the run short
+    index.write_text(re.sub(r"chapter_(linear|multilayer|convolutional)[^\n]*\n", "", index.read_text()))
+    chapter = book / "chapter_preliminaries/autograd.md"
+    text = chapter.read_text()
+    first_code = text.index("```{.python .input}")
+    chapter.write_text(text[:first_code] + BROKEN_CELL + text[first_code:])
+    path, _ = built_classroom(tmp_path, book)
+    result = d2lhub("course", "check", "-c", str(path), "--jobs", "2")
+    print(result.stdout, result.stderr)
+    assert result.returncode == 1
+    assert re.search(r"ndarray\.ipynb\s*│\s*passed", result.stdout)
+    assert re.search(r"autograd\.ipynb\s*│\s*failed", result.stdout)
+    failure = re.search(r"failed: chapter_preliminaries/autograd\.ipynb: (.*)", result.stderr)
+    assert failure, result.stderr
+    assert "cell 1: NameError: name 'undefined_name_for_check' is not defined" in failure.group(1)
+    assert "1 of 3 chapters failed" in result.stderr
+    leftovers = docker_client.containers.list(
+        all=True, filters={"label": [f"org.d2lhub.instance={config.load(path).spawner.instance}"]}
+    )
+    assert leftovers == []

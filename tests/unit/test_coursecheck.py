@@ -1,0 +1,72 @@
+"""The pure parts of `course check`: which chapters, how they are shared out, how a container is made."""
+
+import json
+from pathlib import Path
+
+import pytest
+
+from d2lhub import config, content
+from d2lhub.coursecheck import CheckError, Result, chapters_of, container_settings, json_lines, share_out
+from d2lhub.hubconfig import course_dir
+from d2lhub.spawner import COURSE_MOUNT, DATA_MOUNT, HOME
+
+REPO_COURSE = str(Path(__file__).resolve().parents[2] / "course")
+
+
+def classroom(tmp_path, **limits):
+    data = {
+        "hub": {"state_dir": str(tmp_path / "state")},
+        "limits": {"cpu": 0.5, "memory": "1G", "pids": 256, **limits},
+        "spawner": {"instance": "unit", "uid_base": 30000},
+    }
+    path = tmp_path / "classroom.yaml"
+    path.write_text(json.dumps(data))
+    (tmp_path / "images/student").mkdir(parents=True)
+    (tmp_path / "images/student/Dockerfile").write_text("FROM scratch\n")
+    return config.load(path)
+
+
+def test_chapters_in_book_order(tmp_path):
+    room = classroom(tmp_path)
+    content.build_course(REPO_COURSE, course_dir(room))
+    chapters = chapters_of(course_dir(room))
+    assert chapters[0] == "chapter_preliminaries/index.ipynb"
+    assert chapters.index("chapter_preliminaries/ndarray.ipynb") < chapters.index("chapter_convolutional-neural-networks/lenet.ipynb")
+
+
+def test_unbuilt_course_is_a_clear_error(tmp_path):
+    with pytest.raises(CheckError, match="run `d2lhub course build` first"):
+        chapters_of(tmp_path / "nothing")
+
+
+def test_share_out_round_robin_and_never_empty():
+    assert share_out(["a", "b", "c", "d", "e"], 2) == [["a", "c", "e"], ["b", "d"]]
+    assert share_out(["a", "b"], 5) == [["a"], ["b"]]
+    assert share_out(["a"], 0) == [["a"]]
+
+
+def test_container_is_made_like_a_students(tmp_path):
+    room = classroom(tmp_path)
+    settings = container_settings(room, "img:tag", ["x/a.ipynb"], 30, with_data=True)
+    assert settings["user"] == "30000:100"
+    assert settings["network_mode"] == "none"
+    assert settings["cap_drop"] == ["ALL"]
+    assert settings["mem_limit"] == 1024**3
+    assert settings["nano_cpus"] == 500_000_000
+    assert settings["pids_limit"] == 256
+    assert settings["volumes"][str(course_dir(room))] == {"bind": COURSE_MOUNT, "mode": "ro"}
+    assert settings["volumes"]["unit-data"] == {"bind": DATA_MOUNT, "mode": "ro"}
+    assert "uid=30000" in settings["tmpfs"][HOME]
+    assert settings["labels"]["org.d2lhub.instance"] == "unit"
+    assert settings["command"][-3:] == ["--timeout", "30", "x/a.ipynb"]
+    assert "unit-data" not in container_settings(room, "img:tag", ["a"], 30, with_data=False)["volumes"]
+
+
+def test_json_lines_joins_split_chunks_and_skips_noise():
+    chunks = [b'noise\n{"event": "st', b'art", "chapter": "a"}\n{"event"', b': "done"}\n']
+    assert list(json_lines(chunks)) == [{"event": "start", "chapter": "a"}, {"event": "done"}]
+
+
+def test_index_pages_count_as_passing():
+    assert Result("a", "no code", 0.1).passed
+    assert not Result("a", "timeout", 600).passed

@@ -6,6 +6,7 @@ PY := $(VENV)/bin/python
 D2LHUB := $(VENV)/bin/d2lhub
 CONFIG ?= classroom.yaml
 PYTEST_ARGS ?=
+CHROMIUM := /usr/bin/chromium
 
 .PHONY: help up down status images course test unit integration lock clean-test
 
@@ -33,11 +34,15 @@ images: $(VENV)/.installed ## build the base and student images (cached by a has
 course: $(VENV)/.installed ## import the chapters into the notebooks students get
 	$(D2LHUB) course build --config $(CONFIG)
 
-test: images ## the whole suite: unit, integration (real engine, hub), browser
+test: images $(CHROMIUM) ## the whole suite: unit, integration (real engine, hub), browser
 	$(PY) -m pytest -v -rs $(PYTEST_ARGS)
 
 unit: $(VENV)/.installed ## only the tests that need no Docker engine
 	$(PY) -m pytest -v -m "not integration" tests/unit
+
+# The browser tests drive Debian's Chromium: Playwright's own browser downloads are never used.
+$(CHROMIUM): | $(VENV)/.installed
+	$(PY) -c 'from d2lhub.bootstrap import apt_install; apt_install("chromium")'
 
 lock: $(VENV)/.installed ## re-resolve the host lock file from pyproject.toml
 	$(VENV)/bin/pip freeze --exclude-editable | grep -v '^-e' > requirements.lock

@@ -14,6 +14,7 @@ from __future__ import annotations
 import asyncio
 from concurrent.futures import ThreadPoolExecutor
 from html import escape
+from pathlib import Path
 
 import docker.errors
 from dockerspawner import DockerSpawner
@@ -21,6 +22,7 @@ from traitlets import Any, Unicode
 
 from d2lhub.bootstrap import LABEL
 from d2lhub.config import Classroom, Profile
+from d2lhub.content import MANIFEST_NAME, CourseError, CourseManifest
 
 HOME = "/home/jovyan"
 COURSE_MOUNT = "/srv/d2l/course"
@@ -146,12 +148,22 @@ class ClassroomSpawner(DockerSpawner):
     async def start(self):
         profile = self.chosen_profile()
         self._apply_profile(profile)
-        self._events = [f"Server type: {profile.display_name}"]
+        self._events = [f"Server type: {profile.display_name}, image {self.image}"]
         new = await asyncio.wrap_future(self.executor.submit(self._prepare_home))
         if new:
             self._events.append("Created your home volume")
-        self._events.append("Starting your container; your chapters sync into ~/d2l")
-        return await super().start()
+        self._events.append(self.course_message())
+        started = await super().start()
+        self._events.append("Container started; waiting for JupyterLab to answer")
+        return started
+
+    def course_message(self) -> str:
+        """What the start script will do with ~/d2l, told from the hub's copy of the course manifest."""
+        try:
+            chapters = len(CourseManifest.load(Path(self.course_dir) / MANIFEST_NAME).chapters)
+        except CourseError:
+            return "Starting your container (no course is built yet: ~/d2l stays as it is)"
+        return f"Starting your container; {chapters} chapters sync into ~/d2l (chapters you edited are kept)"
 
     async def progress(self):
         sent = 0

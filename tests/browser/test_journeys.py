@@ -86,9 +86,11 @@ def test_instructor_opens_formgrader(hub, page):
     """An instructor grades in their own server: JupyterHub >= 4.1 blocks the formgrader inside hub pages."""
     sign_in(page, hub, "teacher")
     page.wait_for_url(re.compile(r"/user/teacher/lab"), timeout=SPAWN_TIMEOUT_MS)
+    expect(file_item(page, "index.ipynb")).to_be_visible(timeout=120_000)  # JupyterLab has loaded
+    expect(page.get_by_role("menuitem", name="Nbgrader")).to_be_visible()
+    screenshot(page, "instructor-lab")
     response = page.goto(f"{hub.url}/user/teacher/formgrader")
     if response.status == 404:
-        screenshot(page, "instructor-lab")
         pytest.skip("the student image does not enable nbgrader's formgrader for instructors yet (404)")
     assert response.ok, f"formgrader answered {response.status}"
     expect(page.get_by_text("Manage Assignments").first).to_be_visible()

@@ -6,6 +6,7 @@ PY := $(VENV)/bin/python
 D2LHUB := $(VENV)/bin/d2lhub
 CONFIG ?= classroom.yaml
 PYTEST_ARGS ?=
+CHROMIUM := /usr/bin/chromium
 
 .PHONY: help up down status images course check data test unit bench lock
 
@@ -39,7 +40,7 @@ check: course images ## run every chapter top to bottom in a student-like contai
 data: course images ## fetch the data sets the chapters use into the class's read-only volume
 	$(D2LHUB) course data --config $(CONFIG)
 
-test: images ## the whole suite: unit, integration (real engine, hub), browser
+test: images $(CHROMIUM) ## the whole suite: unit, integration (real engine, hub), browser
 	$(PY) -m pytest -v -rs $(PYTEST_ARGS)
 
 unit: $(VENV)/.installed ## only the tests that need no Docker engine
@@ -47,6 +48,10 @@ unit: $(VENV)/.installed ## only the tests that need no Docker engine
 
 bench: images ## measure spawn, class start, memory, images; writes docs/benchmarks.md
 	$(PY) bench/run.py $(BENCH_ARGS)
+
+# The browser tests drive Debian's Chromium: Playwright's own browser downloads are never used.
+$(CHROMIUM): | $(VENV)/.installed
+	$(PY) -c 'from d2lhub.bootstrap import apt_install; apt_install("chromium")'
 
 lock: $(VENV)/.installed ## re-resolve the host lock file from pyproject.toml
 	$(VENV)/bin/pip freeze --exclude-editable | grep -v '^-e' > requirements.lock

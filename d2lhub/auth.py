@@ -9,6 +9,7 @@ import os
 import secrets
 
 import bcrypt
+from jupyterhub.handlers.login import LoginHandler
 from nativeauthenticator import NativeAuthenticator
 from nativeauthenticator.orm import UserInfo
 from traitlets import Dict
@@ -52,3 +53,8 @@ class ClassroomAuthenticator(NativeAuthenticator):
                 self.db.add(info)  # set once: a password the user changed later is theirs
             info.is_authorized = True
         self.db.commit()
+
+    def get_handlers(self, app):
+        """JupyterHub's own sign-in page (branded by d2lhub/templates/login.html) instead of
+        NativeAuthenticator's, whose form lacks the stock page's accessible markup."""
+        return [(path, LoginHandler if path == r"/login" else handler) for path, handler in super().get_handlers(app)]

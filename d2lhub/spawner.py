@@ -27,6 +27,7 @@ from traitlets import Any, Dict, Unicode
 from d2lhub import gpus
 from d2lhub.bootstrap import LABEL
 from d2lhub.config import Classroom, Profile
+from d2lhub.content import MANIFEST_NAME, CourseError, CourseManifest
 
 HOME = "/home/jovyan"
 COURSE_MOUNT = "/srv/d2l/course"
@@ -260,15 +261,15 @@ class ClassroomSpawner(DockerSpawner):
         self._events = []
         profile, assignment = await self._assign_gpus(self.chosen_profile())
         self._apply_profile(profile, assignment)
-        self._events.append(f"Server type: {profile.display_name}")
+        self._events.append(f"Server type: {profile.display_name}, image {self.image}")
         if assignment:
             self._events.append(f"Assigned {assignment.describe()}")
         new = await asyncio.wrap_future(self.executor.submit(self._prepare_home))
         if new:
             self._events.append("Created your home volume")
-        self._events.append("Starting your container; your chapters sync into ~/d2l")
+        self._events.append(self.course_message())
         try:
-            return await super().start()
+            started = await super().start()
         except docker.errors.APIError as error:
             if assignment and "could not select device driver" in str(error):
                 raise RuntimeError(
@@ -276,6 +277,16 @@ class ClassroomSpawner(DockerSpawner):
                     "nvidia-container-toolkit there (docs/admin.md, Adding a GPU node)."
                 ) from error
             raise
+        self._events.append("Container started; waiting for JupyterLab to answer")
+        return started
+
+    def course_message(self) -> str:
+        """What the start script will do with ~/d2l, told from the hub's copy of the course manifest."""
+        try:
+            chapters = len(CourseManifest.load(Path(self.course_dir) / MANIFEST_NAME).chapters)
+        except CourseError:
+            return "Starting your container (no course is built yet: ~/d2l stays as it is)"
+        return f"Starting your container; {chapters} chapters sync into ~/d2l (chapters you edited are kept)"
 
     async def stop(self, now=False):
         await super().stop(now=now)

@@ -101,3 +101,15 @@ def test_hub_restart_leaves_server_running(hub, student1, docker_client):
     assert container_of(docker_client, hub, "student1").id == before
     assert student1.open_server().status_code == 200
     assert student1.execute("print(6 * 7)").stdout.strip() == "42"
+
+
+def test_assignments_tab_answers_though_nbgrader_loads_on_first_use(student1):
+    """nbgrader's student extensions are loaded lazily (d2lhub/lazy_nbgrader.py); the tab must not notice."""
+    for _ in range(2):  # the first call loads nbgrader, the second goes straight to it
+        response = student1.session.get(
+            student1.url("/user/student1/nbgrader_version?version=0.9.6"),
+            headers={"X-XSRFToken": student1.session.cookies.get("_xsrf", path="/user/student1/") or ""},
+            timeout=60,
+        )
+        assert response.status_code == 200
+        assert response.json()["success"] is True

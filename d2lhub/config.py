@@ -60,6 +60,7 @@ class Course(Strict):
     welcome: str = "Sign in to open your own JupyterLab with the book's chapters, ready to run."
     help_url: str = ""
     source: str = Field("course", description="d2l-style chapter source: a folder, git URL or archive")
+    assignments: Path = Field(Path("assignments"), description="nbgrader sources (source/<name>/) and nbgrader_config.py")
 
 
 class Https(Strict):
@@ -145,6 +146,18 @@ class Spawner(Strict):
     docker_workers: int = Field(8, ge=1, le=64, description="Docker calls run in parallel, at most this many")
 
 
+class Grading(Strict):
+    """Caps of the throwaway containers that run student submissions at autograde."""
+
+    jobs: int = Field(0, ge=0, le=64, description="submissions executed at once; 0 means one per CPU core")
+    cell_timeout: int = Field(60, ge=1, description="seconds one cell may run before it is interrupted")
+    wall_clock: int = Field(600, ge=10, description="seconds a whole submission may run before its container is killed")
+    memory: ByteSize = Field(parse_size("1G"), description="memory of one grading container")
+    cpu: float = Field(1.0, gt=0, description="CPU cores of one grading container")
+    pids: int = Field(128, ge=32, description="processes of one grading container (stops fork bombs)")
+    output_limit: ByteSize = Field(parse_size("1M"), description="notebook output kept per submission; the rest is dropped")
+
+
 class Classroom(Strict):
     course: Course = Course()
     hub: Hub = Hub()
@@ -154,6 +167,7 @@ class Classroom(Strict):
     profiles: tuple[Profile, ...] = (Profile(name="cpu", display_name="CPU"),)
     culling: Culling = Culling()
     spawner: Spawner = Spawner()
+    grading: Grading = Grading()
 
     @model_validator(mode="after")
     def profiles_unique(self) -> Classroom:
@@ -185,7 +199,7 @@ class Classroom(Strict):
         )
         return self.model_copy(
             update={
-                "course": self.course.model_copy(update={"source": source}),
+                "course": self.course.model_copy(update={"source": source, "assignments": rooted(self.course.assignments)}),
                 "hub": self.hub.model_copy(update={"state_dir": rooted(self.hub.state_dir), "https": https}),
                 "images": images,
             }

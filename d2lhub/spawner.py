@@ -19,6 +19,7 @@ import docker.errors
 from dockerspawner import DockerSpawner
 from traitlets import Any, Unicode
 
+from d2lhub import grading
 from d2lhub.bootstrap import LABEL
 from d2lhub.config import Classroom, Profile
 
@@ -94,7 +95,8 @@ class ClassroomSpawner(DockerSpawner):
             pass
         client.create_volume(
             self.home_volume,
-            labels={LABEL: self.classroom.spawner.instance, "org.d2lhub.user": self.user.name},
+            # collect checks submissions' owners against this uid: Docker labels are the hub's word, not the student's
+            labels={LABEL: self.classroom.spawner.instance, grading.USER_LABEL: self.user.name, grading.UID_LABEL: str(self.uid)},
         )
         container = client.create_container(
             self.image,
@@ -126,7 +128,7 @@ class ClassroomSpawner(DockerSpawner):
         self.mem_limit = limits.memory
         self.cpu_limit = limits.cpu
         instance = self.classroom.spawner.instance
-        self.volumes = {self.home_volume: HOME}
+        self.volumes = {self.home_volume: HOME, **grading.student_mounts(self.classroom)}
         self.read_only_volumes = {self.course_dir: COURSE_MOUNT} if self.course_dir else {}
         self.extra_create_kwargs = {
             "user": f"{self.uid}:{STUDENT_GID}",

@@ -188,8 +188,7 @@ def assignment_autograde(
     from d2lhub import grading
 
     classroom = load(config_file)
-    submitted = grading.course_root(classroom) / "submitted"
-    total = len([p for p in submitted.glob(f"*/{name}") if p.is_dir()])
+    total = len(grading.submitted_students(classroom, name))
     with Progress(console=console) as progress:
         task = progress.add_task(f"autograding {name}", total=total)
         graded = grading_step(lambda g: g.autograde(classroom, name, jobs, lambda s: progress.advance(task)))

@@ -62,6 +62,32 @@ Advance = Callable[[str], None]
 warnings.filterwarnings("ignore", message=".*not in session.*")
 
 
+# What students' nbgrader reads (mounted read-only at /etc/jupyter). nbgrader's submit leaves a
+# submission world-readable (0644 files in a 0777 folder, hidden only by its unlistable name);
+# this submit closes it to its owner. The instructor's collect runs as root on the host.
+STUDENT_CONFIG = """# Written by d2lhub: the course, its exchange, and private submissions.
+import os
+
+from nbgrader.exchange.default.submit import ExchangeSubmit
+
+
+class PrivateSubmit(ExchangeSubmit):
+    def copy_files(self):
+        super().copy_files()
+        dest = os.path.join(self.inbound_path, self.assignment_filename)
+        for folder, _, files in os.walk(dest):
+            for name in files:
+                os.chmod(os.path.join(folder, name), 0o600)
+            os.chmod(folder, 0o700)
+
+
+c = get_config()  # noqa: F821
+c.CourseDirectory.course_id = {course!r}
+c.Exchange.root = {exchange!r}
+c.ExchangeFactory.submit = PrivateSubmit
+"""
+
+
 class GradingError(Exception):
     """A grading step failed as a whole; the message says which and why."""
 
@@ -102,23 +128,38 @@ def ensure_exchange(classroom: Classroom) -> None:
     course_root(classroom).mkdir(parents=True, exist_ok=True)
     os.chmod(grading_dir(classroom), 0o755)
     os.chmod(course_root(classroom), 0o700)
-    config_text = (
-        "# Written by d2lhub: students' nbgrader finds the course and its exchange here.\n"
-        "c = get_config()  # noqa: F821\n"
-        f"c.CourseDirectory.course_id = {classroom.course.id!r}\n"
-        f"c.Exchange.root = {EXCHANGE_MOUNT!r}\n"
-    )
+    config_text = STUDENT_CONFIG.format(course=classroom.course.id, exchange=EXCHANGE_MOUNT)
     target = student_config_file(classroom)
     if not target.exists() or target.read_text() != config_text:
         target.write_text(config_text)
         os.chmod(target, 0o644)
 
 
-def student_mounts(classroom: Classroom) -> dict[str, dict]:
-    """Docker binds for a student's container: the exchange read-only, its inbound writable."""
+# nbgrader insists on a writable exchange root; each container gets its own (a tmpfs, see the spawner).
+EXCHANGE_ROOT_TMPFS = {EXCHANGE_MOUNT: "size=1m,mode=1777"}
+
+
+def passwd_file(classroom: Classroom, uid: int) -> Path:
+    """An /etc/passwd naming the student's uid `jovyan`: nbgrader then takes their name from $JUPYTERHUB_USER
+    (and finds their own files theirs); which user they are is still decided by the uid, at collect."""
+    path = grading_dir(classroom) / "passwd" / str(uid)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(
+        "root:x:0:0:root:/root:/usr/sbin/nologin\n"
+        "nobody:x:65534:65534:nobody:/nonexistent:/usr/sbin/nologin\n"
+        f"jovyan:x:{uid}:100:jovyan:/home/jovyan:/bin/bash\n"
+    )
+    os.chmod(path, 0o644)
+    return path
+
+
+def student_mounts(classroom: Classroom, uid: int) -> dict[str, dict]:
+    """Docker binds for a student's container: the course's exchange read-only, its inbound writable."""
     ensure_exchange(classroom)
+    course = classroom.course.id
     return {
-        str(exchange_root(classroom)): {"bind": EXCHANGE_MOUNT, "mode": "ro"},
+        str(passwd_file(classroom, uid)): {"bind": "/etc/passwd", "mode": "ro"},
+        str(exchange_root(classroom) / course): {"bind": f"{EXCHANGE_MOUNT}/{course}", "mode": "ro"},
         str(inbound_dir(classroom)): {"bind": f"{EXCHANGE_MOUNT}/{classroom.course.id}/inbound", "mode": "rw"},
         str(student_config_file(classroom)): {"bind": STUDENT_CONFIG_MOUNT, "mode": "ro"},
     }
@@ -158,6 +199,10 @@ def checked(result: dict, step: str) -> dict:
 def gradebook(classroom: Classroom) -> Gradebook:
     nbgrader_api(classroom)  # makes sure PATH and folders are right
     return Gradebook(f"sqlite:///{course_root(classroom) / 'gradebook.db'}", classroom.course.id)
+
+
+def submitted_students(classroom: Classroom, name: str) -> list[str]:
+    return sorted(p.parent.name for p in (course_root(classroom) / "submitted").glob(f"*/{name}") if p.is_dir())
 
 
 def assignment_names(classroom: Classroom) -> list[str]:
@@ -236,8 +281,7 @@ def collect(classroom: Classroom, name: str, advance: Advance | None = None) -> 
         if advance:
             advance(entry.name)
     checked(api.collect(name, update=True), f"collect {name}")
-    submitted = course_root(classroom) / "submitted"
-    report.collected = sorted(p.parent.name for p in submitted.glob(f"*/{name}") if p.is_dir())
+    report.collected = submitted_students(classroom, name)
     return report
 
 
@@ -350,9 +394,31 @@ def merge_run(nb, run: Run) -> str | None:
                     traceback=[f"NotExecuted: {reason or 'this cell did not run'}"],
                 )
             )
+    if any(o.get("ename") == "CellTimeoutError" for c in nb.cells if c.cell_type == "code" for o in c.outputs):
+        reason = "; ".join(filter(None, [reason, "a cell ran past the per-cell time limit and was interrupted"]))
     if reason:
         nb.cells.insert(0, nbformat.v4.new_markdown_cell(f"**Autograder:** {reason}"))
     return reason
+
+
+def missing_grade_cells(nb, resources) -> list[str]:
+    """Test and answer cells the gradebook knows but the submission deleted (nbgrader scores them 0)."""
+    info = resources["nbgrader"]
+    with Gradebook(info["db_url"]) as gb:
+        known = {cell.name for cell in gb.find_notebook(info["notebook"], info["assignment"]).grade_cells}
+    present = {cell.metadata.get("nbgrader", {}).get("grade_id") for cell in nb.cells}
+    return sorted(known - present)
+
+
+def edited_locked_cells(course: Path, nb_name: str, student: str, assignment: str) -> list[str]:
+    """Locked cells (tests, instructions) whose submitted source differs from the release; nbgrader restores them."""
+    def locked(path: Path) -> dict[str, str]:
+        cells = nbformat.read(path, as_version=4).cells
+        return {c.metadata["nbgrader"]["grade_id"]: c.source for c in cells if c.metadata.get("nbgrader", {}).get("locked")}
+
+    released = locked(course / "release" / assignment / f"{nb_name}.ipynb")
+    submitted = locked(course / "submitted" / student / assignment / f"{nb_name}.ipynb")
+    return sorted(k for k, source in submitted.items() if k in released and released[k] != source)
 
 
 class SandboxSchedule(NbGraderPreprocessor):
@@ -380,6 +446,12 @@ class SandboxExecute(NbGraderPreprocessor):
         info = resources["nbgrader"]
         run = self.sandbox.result(info["student"], info["notebook"], nb, resources["metadata"]["path"])
         reason = merge_run(nb, run)
+        missing = missing_grade_cells(nb, resources)
+        if missing:
+            reason = "; ".join(filter(None, [reason, f"graded cells deleted, scored 0: {', '.join(missing)}"]))
+        edited = edited_locked_cells(course_root(self.sandbox.classroom), info["notebook"], info["student"], info["assignment"])
+        if edited:
+            reason = "; ".join(filter(None, [reason, f"edited locked cells were restored before grading: {', '.join(edited)}"]))
         if reason:
             self.notes[info["student"]] = reason
         return nb, resources
@@ -401,7 +473,7 @@ def autograde(classroom: Classroom, name: str, jobs: int = 0, advance: Advance |
     """Grade every collected submission; one failing submission never stops the others."""
     api = nbgrader_api(classroom)
     submitted = course_root(classroom) / "submitted"
-    students = sorted(p.parent.name for p in submitted.glob(f"*/{name}") if p.is_dir())
+    students = submitted_students(classroom, name)
     sandbox = Sandbox(classroom, jobs or classroom.grading.jobs or os.cpu_count() or 1)
     notes: dict[str, str] = {}
     failures: dict[str, str] = {}

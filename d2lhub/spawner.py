@@ -128,7 +128,7 @@ class ClassroomSpawner(DockerSpawner):
         self.mem_limit = limits.memory
         self.cpu_limit = limits.cpu
         instance = self.classroom.spawner.instance
-        self.volumes = {self.home_volume: HOME, **grading.student_mounts(self.classroom)}
+        self.volumes = {self.home_volume: HOME, **grading.student_mounts(self.classroom, self.uid)}
         self.read_only_volumes = {self.course_dir: COURSE_MOUNT} if self.course_dir else {}
         self.extra_create_kwargs = {
             "user": f"{self.uid}:{STUDENT_GID}",
@@ -140,6 +140,7 @@ class ClassroomSpawner(DockerSpawner):
         }
         self.extra_host_config = {
             "pids_limit": limits.pids,
+            "tmpfs": grading.EXCHANGE_ROOT_TMPFS,
             "cap_drop": ["ALL"],
             "security_opt": ["no-new-privileges"],
             "init": False,  # tini is the image's entrypoint

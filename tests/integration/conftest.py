@@ -84,7 +84,7 @@ def docker_client():
 def write_classroom(folder: Path, **overrides) -> Path:
     instance = f"{TEST_PREFIX}{uuid.uuid4().hex[:8]}"
     data = {
-        "course": {"id": "d2l", "name": "D2L test course", "source": str(REPO / "course")},
+        "course": {"id": "d2l", "name": "D2L test course", "source": str(REPO / "course"), "assignments": str(REPO / "assignments")},
         "hub": {"port": free_port_block(), "state_dir": str(folder / "state")},
         "auth": {"accounts": [{"name": n, "role": ROLES[n], "password": p} for n, p in ACCOUNTS.items()]},
         "images": {"student": {"name": "d2lhub/student", "context": str(REPO / "images/student")}},

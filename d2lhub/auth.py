@@ -7,16 +7,18 @@ from __future__ import annotations
 import json
 import os
 import secrets
+from pathlib import Path
 
 import bcrypt
 from jupyterhub.handlers.login import LoginHandler
 from nativeauthenticator import NativeAuthenticator
 from nativeauthenticator.orm import UserInfo
-from traitlets import Dict
+from traitlets import Dict, Unicode
 
 from d2lhub.config import Classroom
 
 PASSWORDS_FILE = "accounts.json"
+ROSTER_HASHES_FILE = "roster_accounts.json"
 
 
 def account_passwords(classroom: Classroom) -> dict[str, str]:
@@ -40,6 +42,9 @@ def account_passwords(classroom: Classroom) -> dict[str, str]:
 
 class ClassroomAuthenticator(NativeAuthenticator):
     seed_passwords = Dict(help="username -> password of accounts to create at start-up").tag(config=True)
+    roster_hashes_file = Unicode(
+        "", help="JSON of username -> bcrypt hash that `d2lhub roster import` wrote; read at sign-in"
+    ).tag(config=True)
 
     def __init__(self, **kwargs):
         super().__init__(**kwargs)
@@ -58,3 +63,19 @@ class ClassroomAuthenticator(NativeAuthenticator):
         """JupyterHub's own sign-in page (branded by d2lhub/templates/login.html) instead of
         NativeAuthenticator's, whose form lacks the stock page's accessible markup."""
         return [(path, LoginHandler if path == r"/login" else handler) for path, handler in super().get_handlers(app)]
+
+    async def authenticate(self, handler, data):
+        self.adopt_roster_account(self.normalize_username(data.get("username", "")))
+        return await super().authenticate(handler, data)
+
+    def adopt_roster_account(self, name: str) -> None:
+        """A user the roster import created signs in with the password it generated (until they change it)."""
+        if not self.roster_hashes_file or UserInfo.find(self.db, name) is not None:
+            return
+        try:
+            hashes = json.loads(Path(self.roster_hashes_file).read_text())
+        except FileNotFoundError:
+            return
+        if name in hashes:
+            self.db.add(UserInfo(username=name, password=hashes[name].encode(), is_authorized=True))
+            self.db.commit()

@@ -89,6 +89,8 @@ class Course(Strict):
     def ends_with_slash(cls, url: str) -> str:
         return url if not url or url.endswith("/") else url + "/"
 
+    assignments: Path = Field(Path("assignments"), description="nbgrader sources (source/<name>/) and nbgrader_config.py")
+
 
 class Https(Strict):
     cert_file: Path
@@ -205,6 +207,18 @@ class Spawner(Strict):
     )
 
 
+class Grading(Strict):
+    """Caps of the throwaway containers that run student submissions at autograde."""
+
+    jobs: int = Field(0, ge=0, le=64, description="submissions executed at once; 0 means one per CPU core")
+    cell_timeout: int = Field(60, ge=1, description="seconds one cell may run before it is interrupted")
+    wall_clock: int = Field(600, ge=10, description="seconds a whole submission may run before its container is killed")
+    memory: ByteSize = Field(parse_size("1G"), description="memory of one grading container")
+    cpu: float = Field(1.0, gt=0, description="CPU cores of one grading container")
+    pids: int = Field(128, ge=32, description="processes of one grading container (stops fork bombs)")
+    output_limit: ByteSize = Field(parse_size("1M"), description="notebook output kept per submission; the rest is dropped")
+
+
 class Classroom(Strict):
     course: Course = Course()
     hub: Hub = Hub()
@@ -215,6 +229,7 @@ class Classroom(Strict):
     culling: Culling = Culling()
     spawner: Spawner = Spawner()
     gpus: Gpus = Gpus()
+    grading: Grading = Grading()
 
     @model_validator(mode="after")
     def profiles_unique(self) -> Classroom:
@@ -256,7 +271,7 @@ class Classroom(Strict):
         )
         return self.model_copy(
             update={
-                "course": self.course.model_copy(update={"source": source}),
+                "course": self.course.model_copy(update={"source": source, "assignments": rooted(self.course.assignments)}),
                 "hub": self.hub.model_copy(update={"state_dir": rooted(self.hub.state_dir), "https": https}),
                 "images": images,
             }

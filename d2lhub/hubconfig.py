@@ -14,7 +14,7 @@ import sys
 from pathlib import Path
 
 from d2lhub import bootstrap, firewall
-from d2lhub.auth import ClassroomAuthenticator, account_passwords
+from d2lhub.auth import ROSTER_HASHES_FILE, ClassroomAuthenticator, account_passwords
 from d2lhub.config import Classroom, load
 from d2lhub.spawner import DATA_MOUNT, HOME, ClassroomSpawner, ensure_data_volume
 
@@ -132,6 +132,7 @@ def apply(c, path: Path | None = None) -> Classroom:
     accounts = classroom.auth.accounts
     c.JupyterHub.authenticator_class = ClassroomAuthenticator
     c.ClassroomAuthenticator.seed_passwords = account_passwords(classroom)
+    c.ClassroomAuthenticator.roster_hashes_file = str(state / ROSTER_HASHES_FILE)
     c.NativeAuthenticator.open_signup = classroom.auth.open_signup
     c.NativeAuthenticator.minimum_password_length = 8
     c.Authenticator.allow_all = True  # NativeAuthenticator admits only approved accounts

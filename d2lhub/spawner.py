@@ -24,7 +24,7 @@ from docker.types import DeviceRequest
 from dockerspawner import DockerSpawner
 from traitlets import Any, Dict, Unicode
 
-from d2lhub import gpus
+from d2lhub import gpus, grading
 from d2lhub.bootstrap import LABEL
 from d2lhub.config import Classroom, Profile
 from d2lhub.content import MANIFEST_NAME, CourseError, CourseManifest
@@ -185,7 +185,8 @@ class ClassroomSpawner(DockerSpawner):
             pass
         volume = client.create_volume(
             self.home_volume,
-            labels={LABEL: self.classroom.spawner.instance, "org.d2lhub.user": self.user.name},
+            # collect checks submissions' owners against this uid: Docker labels are the hub's word, not the student's
+            labels={LABEL: self.classroom.spawner.instance, grading.USER_LABEL: self.user.name, grading.UID_LABEL: str(self.uid)},
         )
         if not self._own_on_host(Path(volume.get("Mountpoint") or "/nonexistent")):
             self._own_in_container()
@@ -232,7 +233,7 @@ class ClassroomSpawner(DockerSpawner):
         self.mem_limit = limits.memory
         self.cpu_limit = limits.cpu
         instance = self.classroom.spawner.instance
-        self.volumes = {self.home_volume: HOME}
+        self.volumes = {self.home_volume: HOME, **grading.student_mounts(self.classroom, self.uid)}
         self.read_only_volumes = {data_volume(self.classroom): DATA_MOUNT}
         if self.course_dir:
             self.read_only_volumes[self.course_dir] = COURSE_MOUNT
@@ -248,6 +249,7 @@ class ClassroomSpawner(DockerSpawner):
         }
         self.extra_host_config = {
             "pids_limit": limits.pids,
+            "tmpfs": grading.EXCHANGE_ROOT_TMPFS,
             "cap_drop": ["ALL"],
             "security_opt": ["no-new-privileges"],
             "init": False,  # tini is the image's entrypoint

@@ -86,7 +86,8 @@ def write_classroom(folder: Path, **overrides) -> Path:
     instance = f"{TEST_PREFIX}{uuid.uuid4().hex[:8]}"
     data = {
         "course": {"id": "d2l", "name": "D2L test course", "term": "Test term", "help_url": "http://127.0.0.1/help",
-                   "source": str(REPO / "course")},
+                   "source": str(REPO / "course"),
+                   "assignments": str(REPO / "assignments")},
         "hub": {"port": free_port_block(), "state_dir": str(folder / "state")},
         "auth": {"accounts": [{"name": n, "role": ROLES[n], "password": p} for n, p in ACCOUNTS.items()]},
         "images": {"student": {"name": "d2lhub/student", "context": str(REPO / "images/student")}},

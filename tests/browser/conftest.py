@@ -11,7 +11,7 @@ docker_client = hub_fixtures.docker_client
 hub = hub_fixtures.hub
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="package")  # Playwright's loop must be gone before other tests use asyncio
 def chromium():
     from playwright.sync_api import sync_playwright
 

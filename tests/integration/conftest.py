@@ -83,6 +83,7 @@ def docker_client():
 
 
 def write_classroom(folder: Path, **overrides) -> Path:
+    folder.mkdir(parents=True, exist_ok=True)
     instance = f"{TEST_PREFIX}{uuid.uuid4().hex[:8]}"
     data = {
         "course": {"id": "d2l", "name": "D2L test course", "term": "Test term", "help_url": "http://127.0.0.1/help",

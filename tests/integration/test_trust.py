@@ -16,7 +16,7 @@ import pytest
 import requests
 
 from conftest import launched_hub
-from d2lhub import firewall
+from d2lhub import firewall, grading
 from d2lhub.hubconfig import hub_api_port
 
 pytestmark = pytest.mark.integration
@@ -98,9 +98,11 @@ def test_container_hardening(trust_hub, pair, docker_client):
     assert attrs["HostConfig"]["CapDrop"] == ["ALL"]
     assert attrs["HostConfig"]["PidsLimit"] == trust_hub.classroom.limits.pids
     assert not attrs["HostConfig"]["Privileged"]
-    sources = [m.get("Source") or "" for m in attrs["Mounts"]]
-    state = str(trust_hub.classroom.hub.state_dir)
-    assert all(not source.startswith(state) or source.endswith("/course") for source in sources)
+    sources = {m.get("Source") or "" for m in attrs["Mounts"]}
+    state = trust_hub.classroom.hub.state_dir
+    assert str(state) not in sources  # the hub database, secrets and accounts stay on the host
+    assert not any(source.endswith((".sqlite", "_secret", "_token", "accounts.json")) for source in sources)
+    assert str(grading.course_root(trust_hub.classroom)) not in sources  # the gradebook too
     status = pair["student1"].execute("print(open('/proc/self/status').read())").stdout
     assert "NoNewPrivs:\t1" in status
     assert "CapEff:\t0000000000000000" in status
@@ -116,16 +118,16 @@ def test_own_token_cannot_open_another_students_server(trust_hub, pair):
 
 
 def test_image_outside_allowed_images_is_refused(trust_hub, docker_client):
-    browser = trust_hub.browser("teacher")
-    response = browser.hub_api("POST", "/users/teacher/server", json={"image": "debian:bookworm-slim"})
+    browser = trust_hub.browser("boss")  # (the hub keeps these options for boss's next spawn)
+    response = browser.hub_api("POST", "/users/boss/server", json={"image": "debian:bookworm-slim"})
     deadline = time.monotonic() + 60
     while response.status_code in (201, 202) and time.monotonic() < deadline:
-        if not browser.hub_api("GET", "/users/teacher").json().get("pending"):
+        if not browser.hub_api("GET", "/users/boss").json().get("pending"):
             break
         time.sleep(0.5)
     names = [c.name for c in docker_client.containers.list(all=True)]
-    assert f"{trust_hub.classroom.spawner.instance}-teacher" not in names
-    assert not browser.hub_api("GET", "/users/teacher").json()["servers"]
+    assert f"{trust_hub.classroom.spawner.instance}-boss" not in names
+    assert not browser.hub_api("GET", "/users/boss").json()["servers"]
 
 
 def test_fork_bomb_and_memory_hog_stay_in_their_container(trust_hub, pair, docker_client):

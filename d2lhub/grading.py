@@ -88,8 +88,25 @@ c.ExchangeFactory.submit = PrivateSubmit
 """
 
 
+# What instructors' and TAs' nbgrader reads: the course folder (mounted read-write, shared
+# through the graders' group) so the formgrader in their own server sees every submission.
+GRADER_CONFIG = """# Written by d2lhub: the formgrader's course folder and exchange.
+c = get_config()  # noqa: F821
+c.CourseDirectory.course_id = {course!r}
+c.CourseDirectory.root = {root!r}
+c.Exchange.root = {exchange!r}
+"""
+GRADER_COURSE_MOUNT = "/srv/nbgrader/course"
+
+
 class GradingError(Exception):
     """A grading step failed as a whole; the message says which and why."""
+
+
+def group_names(classroom: Classroom) -> dict[str, str]:
+    """The hub groups nbgrader's JupyterHub integration expects for a course."""
+    course = classroom.course.id
+    return {"students": f"nbgrader-{course}", "graders": f"formgrade-{course}"}
 
 
 def grading_dir(classroom: Classroom) -> Path:
@@ -125,44 +142,58 @@ def ensure_exchange(classroom: Classroom) -> None:
         path.mkdir(parents=True, exist_ok=True)
         os.chown(path, 0, 0)
         os.chmod(path, mode)
-    course_root(classroom).mkdir(parents=True, exist_ok=True)
     os.chmod(grading_dir(classroom), 0o755)
-    os.chmod(course_root(classroom), 0o700)
-    config_text = STUDENT_CONFIG.format(course=classroom.course.id, exchange=EXCHANGE_MOUNT)
-    target = student_config_file(classroom)
-    if not target.exists() or target.read_text() != config_text:
-        target.write_text(config_text)
+    share_with_graders(classroom)
+    write_config(student_config_file(classroom), STUDENT_CONFIG.format(course=classroom.course.id, exchange=EXCHANGE_MOUNT))
+    write_config(
+        grader_config_file(classroom),
+        GRADER_CONFIG.format(course=classroom.course.id, root=GRADER_COURSE_MOUNT, exchange=EXCHANGE_MOUNT),
+    )
+
+
+def write_config(target: Path, text: str) -> None:
+    if not target.exists() or target.read_text() != text:
+        target.write_text(text)
         os.chmod(target, 0o644)
 
 
-# nbgrader insists on a writable exchange root; each container gets its own (a tmpfs, see the spawner).
-EXCHANGE_ROOT_TMPFS = {EXCHANGE_MOUNT: "size=1m,mode=1777"}
+def graders_gid(classroom: Classroom) -> int:
+    """The group instructors' and TAs' servers run with: no student uid (uid_base + id) can equal it."""
+    return classroom.spawner.uid_base
 
 
-def passwd_file(classroom: Classroom, uid: int) -> Path:
-    """An /etc/passwd naming the student's uid `jovyan`: nbgrader then takes their name from $JUPYTERHUB_USER
-    (and finds their own files theirs); which user they are is still decided by the uid, at collect."""
-    path = grading_dir(classroom) / "passwd" / str(uid)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(
-        "root:x:0:0:root:/root:/usr/sbin/nologin\n"
-        "nobody:x:65534:65534:nobody:/nonexistent:/usr/sbin/nologin\n"
-        f"jovyan:x:{uid}:100:jovyan:/home/jovyan:/bin/bash\n"
-    )
-    os.chmod(path, 0o644)
-    return path
+def share_with_graders(classroom: Classroom) -> None:
+    """The course folder belongs to root and the graders' group (setgid: new files stay in it); students never see it."""
+    root, gid = course_root(classroom), graders_gid(classroom)
+    root.mkdir(parents=True, exist_ok=True)
+    for path in (root, *root.rglob("*")):
+        if path.is_symlink():
+            continue
+        os.chown(path, -1, gid)
+        mode = path.stat().st_mode
+        os.chmod(path, (mode | 0o2070) & ~0o007 if path.is_dir() else (mode | 0o060) & ~0o007)
 
 
-def student_mounts(classroom: Classroom, uid: int) -> dict[str, dict]:
-    """Docker binds for a student's container: the course's exchange read-only, its inbound writable."""
+def grader_config_file(classroom: Classroom) -> Path:
+    return grading_dir(classroom) / "grader_nbgrader_config.py"
+
+
+def student_mounts(classroom: Classroom, uid: int, grader: bool = False) -> dict[str, dict]:
+    """Docker binds for a server: the course's exchange read-only, its inbound writable; an
+    instructor's or TA's server also gets the course folder read-write, for the formgrader."""
     ensure_exchange(classroom)
     course = classroom.course.id
-    return {
+    mounts = {
         str(passwd_file(classroom, uid)): {"bind": "/etc/passwd", "mode": "ro"},
         str(exchange_root(classroom) / course): {"bind": f"{EXCHANGE_MOUNT}/{course}", "mode": "ro"},
         str(inbound_dir(classroom)): {"bind": f"{EXCHANGE_MOUNT}/{classroom.course.id}/inbound", "mode": "rw"},
-        str(student_config_file(classroom)): {"bind": STUDENT_CONFIG_MOUNT, "mode": "ro"},
     }
+    if grader:
+        mounts[str(course_root(classroom))] = {"bind": GRADER_COURSE_MOUNT, "mode": "rw"}
+        mounts[str(grader_config_file(classroom))] = {"bind": STUDENT_CONFIG_MOUNT, "mode": "ro"}
+    else:
+        mounts[str(student_config_file(classroom))] = {"bind": STUDENT_CONFIG_MOUNT, "mode": "ro"}
+    return mounts
 
 
 def nbgrader_config(classroom: Classroom) -> Config:
@@ -182,6 +213,7 @@ def nbgrader_config(classroom: Classroom) -> Config:
 def nbgrader_api(classroom: Classroom) -> NbGraderAPI:
     ensure_exchange(classroom)
     # nbgrader creates gradebook.db by running `alembic` from PATH.
+    os.umask(0o002)  # what the CLI writes in the course folder stays writable for the graders' group
     bin_dir = str(Path(sys.executable).parent)
     if bin_dir not in os.environ.get("PATH", "").split(os.pathsep):
         os.environ["PATH"] = os.pathsep.join([bin_dir, os.environ.get("PATH", "")])

@@ -14,6 +14,7 @@ import sys
 from pathlib import Path
 
 from d2lhub import bootstrap, firewall
+from d2lhub.grading import group_names
 from d2lhub.auth import ROSTER_HASHES_FILE, ClassroomAuthenticator, account_passwords
 from d2lhub.config import Classroom, load
 from d2lhub.spawner import DATA_MOUNT, HOME, ClassroomSpawner, ensure_data_volume
@@ -57,11 +58,6 @@ def hub_api_port(classroom: Classroom) -> int:
 def public_url(classroom: Classroom) -> str:
     scheme = "https" if classroom.hub.https else "http"
     return f"{scheme}://{classroom.hub.ip}:{classroom.hub.port}"
-
-
-def group_names(classroom: Classroom) -> dict[str, str]:
-    course = classroom.course.id
-    return {"students": f"nbgrader-{course}", "graders": f"formgrade-{course}"}
 
 
 def groups(classroom: Classroom) -> dict[str, dict]:

@@ -24,7 +24,6 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from d2lhub import grading, hubprocess
 from d2lhub.auth import ROSTER_HASHES_FILE
 from d2lhub.config import NAME_PATTERN, Classroom
-from d2lhub.hubconfig import group_names
 
 COLUMNS = {"username": "username", "first name": "first_name", "last name": "last_name", "email": "email", "role": "role"}
 PASSWORDS_FILE = "roster-passwords.csv"
@@ -132,7 +131,7 @@ def apply(classroom: Classroom, rows: list[Row]) -> Report:
         old = passwords_file.read_text() if passwords_file.exists() else "username,password\n"
         write_private(passwords_file, old + "".join(f"{n},{p}\n" for n, p in passwords.items()))
         hub_call(classroom, "/users", "POST", json={"usernames": [row.username for row in new]})
-    names = group_names(classroom)
+    names = grading.group_names(classroom)
     for group, roles in ((names["students"], {"student"}), (names["graders"], {"instructor", "ta"})):
         members = [row.username for row in rows if row.role in roles]
         hub_call(classroom, f"/groups/{group}", "POST", ok=(201, 409))

@@ -227,13 +227,23 @@ class ClassroomSpawner(DockerSpawner):
         finally:
             client.remove_container(container, force=True)
 
+    def get_env(self) -> dict:
+        env = super().get_env()
+        if self.is_grader():
+            env["D2LHUB_GRADER"] = "1"  # the start script turns the formgrader on (images/student/grader-jupyter)
+        return env
+
+    def is_grader(self) -> bool:
+        return grading.group_names(self.classroom)["graders"] in {group.name for group in self.user.groups}
+
     def _apply_profile(self, profile: Profile, assignment: gpus.Assignment | None = None) -> None:
         limits = self.classroom.limits_for(profile)
         self.image = self.images.get(profile.image, self.image)
         self.mem_limit = limits.memory
         self.cpu_limit = limits.cpu
         instance = self.classroom.spawner.instance
-        self.volumes = {self.home_volume: HOME, **grading.student_mounts(self.classroom, self.uid)}
+        grader = self.is_grader()
+        self.volumes = {self.home_volume: HOME, **grading.student_mounts(self.classroom, self.uid, grader)}
         self.read_only_volumes = {data_volume(self.classroom): DATA_MOUNT}
         if self.course_dir:
             self.read_only_volumes[self.course_dir] = COURSE_MOUNT
@@ -253,6 +263,7 @@ class ClassroomSpawner(DockerSpawner):
             "cap_drop": ["ALL"],
             "security_opt": ["no-new-privileges"],
             "init": False,  # tini is the image's entrypoint
+            "group_add": [str(grading.graders_gid(self.classroom))] if grader else [],
         }
         if assignment:
             self.extra_host_config["device_requests"] = [

@@ -141,3 +141,14 @@ print("submit-as-a", run.returncode)
         (stamp,) = browser.list_dir(f"{NAME}/feedback")
         html = browser.read_file(f"{NAME}/feedback/{stamp}/{NAME}.html")
         assert f"{EXPECTED[fixture]}" in html and NAME in html
+
+    # The instructor grades by hand in the formgrader of their own server, on the same gradebook.
+    teacher = hub.browser("teacher")
+    teacher.spawn()
+    teacher.open_server()
+    listing = teacher.session.get(teacher.url("/user/teacher/formgrader/api/assignments"), timeout=60)
+    assert listing.status_code == 200, listing.text[:300]
+    (assignment,) = [a for a in listing.json() if a["name"] == NAME]
+    assert assignment["num_submissions"] == len(WORK)
+    student_view = students["student1"].session.get(students["student1"].url("/user/student1/formgrader"), timeout=60)
+    assert student_view.status_code == 404  # students' servers have no formgrader

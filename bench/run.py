@@ -31,7 +31,7 @@ from rich.table import Table
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "tests" / "integration"))
 
-from conftest import RunningHub, remove_labelled, write_classroom  # noqa: E402
+from harness import RunningHub, remove_labelled, write_classroom  # noqa: E402
 from hubclient import Browser  # noqa: E402
 
 from d2lhub import bootstrap, config, content, hubprocess  # noqa: E402

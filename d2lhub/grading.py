@@ -96,7 +96,7 @@ c.CourseDirectory.course_id = {course!r}
 c.CourseDirectory.root = {root!r}
 c.Exchange.root = {exchange!r}
 """
-GRADER_COURSE_MOUNT = "/srv/nbgrader/course"
+GRADER_COURSE_MOUNT = "/home/jovyan/course"  # the formgrader needs it inside the server root
 
 
 class GradingError(Exception):
@@ -176,6 +176,24 @@ def share_with_graders(classroom: Classroom) -> None:
 
 def grader_config_file(classroom: Classroom) -> Path:
     return grading_dir(classroom) / "grader_nbgrader_config.py"
+
+
+# nbgrader insists on a writable exchange root; each container gets its own (a tmpfs, see the spawner).
+EXCHANGE_ROOT_TMPFS = {EXCHANGE_MOUNT: "size=1m,mode=1777"}
+
+
+def passwd_file(classroom: Classroom, uid: int) -> Path:
+    """An /etc/passwd naming the student's uid `jovyan`: nbgrader then takes their name from $JUPYTERHUB_USER
+    (and finds their own files theirs); which user they are is still decided by the uid, at collect."""
+    path = grading_dir(classroom) / "passwd" / str(uid)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(
+        "root:x:0:0:root:/root:/usr/sbin/nologin\n"
+        "nobody:x:65534:65534:nobody:/nonexistent:/usr/sbin/nologin\n"
+        f"jovyan:x:{uid}:100:jovyan:/home/jovyan:/bin/bash\n"
+    )
+    os.chmod(path, 0o644)
+    return path
 
 
 def student_mounts(classroom: Classroom, uid: int, grader: bool = False) -> dict[str, dict]:

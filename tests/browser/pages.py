@@ -22,7 +22,7 @@ def _load_hub_fixtures():
 
 
 hub_fixtures = _load_hub_fixtures()
-ACCOUNTS = hub_fixtures.ACCOUNTS
+from harness import ACCOUNTS  # noqa: E402 (on the path once the fixtures are loaded)
 
 SCREENSHOTS = REPO / "test-output" / "screenshots"
 CHROMIUM = "/usr/bin/chromium"  # Debian's build: `make test` installs it; Playwright never downloads one

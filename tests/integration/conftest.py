@@ -2,74 +2,17 @@
 
 from __future__ import annotations
 
-import socket
 import sys
-import uuid
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
 import pytest
-import yaml
 
-from d2lhub import bootstrap, config, content, firewall, hubprocess
-from d2lhub.hubconfig import course_dir, public_url
+sys.path.insert(0, str(Path(__file__).parent))  # harness and hubclient, for tests run from anywhere
 
-REPO = Path(__file__).resolve().parents[2]
-TEST_PREFIX = "d2ltest-"
-ACCOUNTS = {
-    "student1": "student1-pass",
-    "student2": "student2-pass",
-    "teacher": "teacher-pass-1",
-    "boss": "boss-pass-123",
-}
-ROLES = {"student1": "student", "student2": "student", "teacher": "instructor", "boss": "admin"}
+from harness import TEST_PREFIX, launched_hub, remove_labelled  # noqa: E402
 
-sys.path.insert(0, str(Path(__file__).parent))
-
-
-def free_port_block() -> int:
-    """A port p with p, p+1 (proxy API) and p+81 (hub API) all free."""
-    for _ in range(200):
-        with socket.socket() as probe:
-            probe.bind(("127.0.0.1", 0))
-            port = probe.getsockname()[1]
-        if port + 81 > 65535:
-            continue
-        try:
-            for offset in (1, 81):
-                with socket.socket() as probe:
-                    probe.bind(("127.0.0.1", port + offset))
-            return port
-        except OSError:
-            continue
-    raise RuntimeError("no free port block")
-
-
-def created_before(attrs: dict, cutoff: datetime) -> bool:
-    stamp = attrs.get("Created") or attrs.get("CreatedAt") or ""
-    try:
-        return datetime.fromisoformat(stamp[:19].replace("T", " ")).replace(tzinfo=timezone.utc) < cutoff
-    except ValueError:
-        return False
-
-
-def remove_labelled(client, instance_filter, cutoff: datetime | None = None) -> None:
-    """Remove containers, volumes and networks whose instance label matches (and, given a cutoff, are older)."""
-    def wanted(labels: dict, attrs: dict) -> bool:
-        return instance_filter((labels or {}).get(bootstrap.LABEL, "")) and (
-            cutoff is None or created_before(attrs, cutoff)
-        )
-
-    for container in client.containers.list(all=True, filters={"label": bootstrap.LABEL}):
-        if wanted(container.labels, container.attrs):
-            container.remove(force=True)
-    for volume in client.volumes.list(filters={"label": bootstrap.LABEL}):
-        if wanted(volume.attrs.get("Labels"), volume.attrs):
-            volume.remove(force=True)
-    for network in client.networks.list(filters={"label": bootstrap.LABEL}):
-        if wanted(network.attrs.get("Labels"), network.attrs):
-            network.remove()
-            firewall.remove(network.attrs["Labels"][bootstrap.LABEL])
+from d2lhub import bootstrap  # noqa: E402
 
 
 @pytest.fixture(scope="session")
@@ -80,61 +23,6 @@ def docker_client():
     # Leftovers of a killed run; recent ones may belong to a run still going beside this one.
     remove_labelled(client, lambda instance: instance.startswith(TEST_PREFIX), datetime.now(timezone.utc) - timedelta(hours=3))
     return client
-
-
-def write_classroom(folder: Path, **overrides) -> Path:
-    folder.mkdir(parents=True, exist_ok=True)
-    instance = f"{TEST_PREFIX}{uuid.uuid4().hex[:8]}"
-    data = {
-        "course": {"id": "d2l", "name": "D2L test course", "term": "Test term", "help_url": "http://127.0.0.1/help",
-                   "source": str(REPO / "course"),
-                   "assignments": str(REPO / "assignments")},
-        "hub": {"port": free_port_block(), "state_dir": str(folder / "state")},
-        "auth": {"accounts": [{"name": n, "role": ROLES[n], "password": p} for n, p in ACCOUNTS.items()]},
-        "images": {"student": {"name": "d2lhub/student", "context": str(REPO / "images/student")}},
-        "limits": {"cpu": 1.0, "memory": "2G"},
-        "culling": {"enabled": False},
-        "spawner": {"instance": instance},
-    }
-    for key, value in overrides.items():
-        data.setdefault(key, {}).update(value)
-    path = folder / "classroom.yaml"
-    path.write_text(yaml.safe_dump(data))
-    return path
-
-
-class RunningHub:
-    def __init__(self, path: Path):
-        self.path = path
-        self.classroom = config.load(path)
-        self.url = public_url(self.classroom)
-
-    def start(self) -> None:
-        hubprocess.start(self.classroom, self.path)
-
-    def stop(self) -> None:
-        hubprocess.stop(self.classroom)
-
-    def browser(self, name: str):
-        from hubclient import Browser
-
-        browser = Browser(self.url)
-        response = browser.login(name, ACCOUNTS[name])
-        assert response.status_code == 302, f"sign-in of {name} failed: {response.status_code}"
-        return browser
-
-
-def launched_hub(folder: Path, docker_client, **overrides):
-    """A hub of its own, started now; yields it, then stops it and removes all it made."""
-    running = RunningHub(write_classroom(folder, **overrides))
-    content.build_course(running.classroom.course.source, course_dir(running.classroom))
-    running.start()
-    try:
-        yield running
-    finally:
-        running.stop()
-        instance = running.classroom.spawner.instance
-        remove_labelled(docker_client, lambda value: value == instance)
 
 
 @pytest.fixture(scope="session")

@@ -3,10 +3,7 @@ and the honest submissions beside them get their expected points."""
 
 from __future__ import annotations
 
-import json
-import shutil
 import uuid
-from pathlib import Path
 
 import nbformat
 import pytest
@@ -14,7 +11,7 @@ import yaml
 
 from d2lhub import config, grading
 
-from conftest import REPO, TEST_PREFIX, remove_labelled
+from harness import REPO, TEST_PREFIX, remove_labelled
 
 pytestmark = pytest.mark.integration
 NAME = "ex01-tensors-autograd"

@@ -7,7 +7,7 @@ import subprocess
 import pytest
 import requests
 
-from conftest import ACCOUNTS, launched_hub, write_classroom, RunningHub, remove_labelled
+from harness import launched_hub, write_classroom, RunningHub, remove_labelled
 from test_cli import d2lhub
 
 pytestmark = pytest.mark.integration

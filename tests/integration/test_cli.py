@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from conftest import ACCOUNTS, ROLES, REPO, RunningHub, remove_labelled, write_classroom
+from harness import ACCOUNTS, ROLES, REPO, RunningHub, remove_labelled, write_classroom
 from d2lhub import bootstrap
 
 pytestmark = pytest.mark.integration

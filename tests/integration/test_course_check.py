@@ -9,7 +9,7 @@ import subprocess
 import sys
 
 import pytest
-from conftest import REPO, write_classroom
+from harness import REPO, write_classroom
 
 from d2lhub import config, content
 from d2lhub.hubconfig import course_dir

@@ -16,7 +16,7 @@ from collections import Counter
 
 import pytest
 import yaml
-from conftest import RunningHub, remove_labelled, write_classroom
+from harness import RunningHub, remove_labelled, write_classroom
 from test_course_check import d2lhub
 
 from d2lhub import content

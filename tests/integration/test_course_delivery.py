@@ -7,7 +7,7 @@ import json
 import shutil
 
 import pytest
-from conftest import REPO, RunningHub, remove_labelled, write_classroom
+from harness import REPO, RunningHub, remove_labelled, write_classroom
 
 from d2lhub import content
 from d2lhub.hubconfig import course_dir

@@ -9,7 +9,7 @@ import pytest
 
 from d2lhub import bootstrap
 from d2lhub.config import Classroom
-from conftest import REPO, TEST_PREFIX
+from harness import REPO, TEST_PREFIX
 
 LIBMXNET = "/opt/venv/lib/python3.11/site-packages/mxnet/libmxnet.so"
 

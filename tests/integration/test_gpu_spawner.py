@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import uuid
+from concurrent.futures import ThreadPoolExecutor
 from types import SimpleNamespace
 
 import pytest
@@ -17,16 +18,17 @@ from jupyterhub.objects import Hub
 from d2lhub import gpus
 from d2lhub.config import Classroom
 from d2lhub.spawner import ClassroomSpawner
-from conftest import TEST_PREFIX, remove_labelled
+from harness import TEST_PREFIX, remove_labelled
 
 BASE = "debian:bookworm-slim"  # never started with a GPU here, so the small base image will do
 
 
 @pytest.fixture
-def classroom(docker_client):
+def classroom(docker_client, tmp_path):
     instance = f"{TEST_PREFIX}gpu-{uuid.uuid4().hex[:8]}"
     room = Classroom.model_validate(
         {
+            "hub": {"state_dir": str(tmp_path / "state")},
             "spawner": {"instance": instance},
             "profiles": [
                 {"name": "cpu", "display_name": "CPU"},
@@ -62,6 +64,12 @@ async def start_without_runtime(made: ClassroomSpawner) -> dict:
     with pytest.raises(RuntimeError, match="cannot give containers GPUs: install the NVIDIA driver"):
         await made.start()
     return made.client.inspect_container(made.container_name)
+
+
+def run(coroutine):
+    """Its own thread and loop: another test's library (Playwright) may hold this thread's loop."""
+    with ThreadPoolExecutor(1) as thread:
+        return thread.submit(asyncio.run, coroutine).result()
 
 
 def device_ids(container: dict) -> list[str]:
@@ -109,7 +117,7 @@ def test_exclusive_gpus_across_students_and_a_hub_restart(classroom, docker_clie
         e = await start_without_runtime(erin)
         assert device_ids(e) == device_ids(a)
 
-    asyncio.run(scenario())
+    run(scenario())
 
 
 def test_gpu_profiles_are_offered_only_to_their_groups(classroom, tmp_path):
@@ -126,6 +134,7 @@ def test_gpu_profiles_are_offered_only_to_their_groups(classroom, tmp_path):
 def test_full_gpus_fall_back_to_cpu_when_configured(docker_client, tmp_path):
     room = Classroom.model_validate(
         {
+            "hub": {"state_dir": str(tmp_path / "state")},
             "spawner": {"instance": f"{TEST_PREFIX}gpu-{uuid.uuid4().hex[:8]}"},
             "profiles": [
                 {"name": "cpu", "display_name": "CPU"},
@@ -138,7 +147,7 @@ def test_full_gpus_fall_back_to_cpu_when_configured(docker_client, tmp_path):
     try:
         made = spawner(room, tmp_path / "gpus.json", "hank", 8, "gpu")
         made._events = []
-        profile, assignment = asyncio.run(made._assign_gpus(made.chosen_profile()))
+        profile, assignment = run(made._assign_gpus(made.chosen_profile()))
         assert (profile.name, assignment) == ("cpu", None)
         assert made._events == ["This hub has no GPUs to hand out; choose a CPU server. Starting CPU instead."]
     finally:

@@ -13,7 +13,7 @@ from typer.testing import CliRunner
 from d2lhub import grading
 from d2lhub.cli import app
 
-from conftest import REPO
+from harness import REPO
 
 pytestmark = pytest.mark.integration
 NAME = "ex01-tensors-autograd"

@@ -15,7 +15,7 @@ import time
 import pytest
 import requests
 
-from conftest import launched_hub
+from harness import launched_hub
 from d2lhub import firewall, grading
 from d2lhub.hubconfig import hub_api_port
 
@@ -137,7 +137,7 @@ def test_fork_bomb_and_memory_hog_stay_in_their_container(trust_hub, pair, docke
     abuser.open_server()
     fork_bomb = (
         "import subprocess\n"
-        "subprocess.Popen(['bash', '-c', 'f(){ f | f & }; f'], start_new_session=True)\n"
+        "subprocess.Popen(['bash', '-c', 'f(){ f | f & }; f'], start_new_session=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)\n"
         "print('started')"
     )
     memory_hog = "blocks = []\nwhile True:\n    blocks.append(bytearray(256 * 2**20))"

@@ -27,7 +27,7 @@ from d2lhub import bootstrap
 from d2lhub.config import Classroom
 from d2lhub.coursecheck import chapters_of, json_lines
 from d2lhub.datafetch import GLUON_SETS
-from d2lhub.spawner import DATA_MOUNT, data_volume, ensure_data_volume
+from d2lhub.spawner import DATA_MOUNT, ensure_data_volume
 
 FETCHER = Path(__file__).resolve().parent / "datafetch.py"
 FETCHER_MOUNT = "/opt/d2lhub-tools/datafetch.py"

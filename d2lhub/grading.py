@@ -162,11 +162,15 @@ def graders_gid(classroom: Classroom) -> int:
     return classroom.spawner.uid_base
 
 
-def share_with_graders(classroom: Classroom) -> None:
-    """The course folder belongs to root and the graders' group (setgid: new files stay in it); students never see it."""
+def share_with_graders(classroom: Classroom, everything: bool = False) -> None:
+    """The course folder belongs to root and the graders' group (setgid: new files stay in it); students never see it.
+
+    Spawns need only the folder itself; the walk over its contents (files written before the
+    group-writable umask) is for the grading commands, not every student's start.
+    """
     root, gid = course_root(classroom), graders_gid(classroom)
     root.mkdir(parents=True, exist_ok=True)
-    for path in (root, *root.rglob("*")):
+    for path in (root, *root.rglob("*")) if everything else (root,):
         if path.is_symlink():
             continue
         os.chown(path, -1, gid)
@@ -232,6 +236,7 @@ def nbgrader_api(classroom: Classroom) -> NbGraderAPI:
     ensure_exchange(classroom)
     # nbgrader creates gradebook.db by running `alembic` from PATH.
     os.umask(0o002)  # what the CLI writes in the course folder stays writable for the graders' group
+    share_with_graders(classroom, everything=True)
     bin_dir = str(Path(sys.executable).parent)
     if bin_dir not in os.environ.get("PATH", "").split(os.pathsep):
         os.environ["PATH"] = os.pathsep.join([bin_dir, os.environ.get("PATH", "")])

@@ -15,7 +15,7 @@ help: ## list the targets
 
 $(VENV)/.installed: requirements.lock pyproject.toml
 	@python3 -m venv $(VENV) 2>/dev/null || { apt-get update -qq && apt-get install -y -qq python3-venv && python3 -m venv $(VENV); }
-	$(VENV)/bin/pip install -q -r requirements.lock
+	$(VENV)/bin/pip install -q --no-deps -r requirements.lock
 	$(VENV)/bin/pip install -q --no-deps -e .
 	@touch $@
 
@@ -54,4 +54,4 @@ $(CHROMIUM): | $(VENV)/.installed
 	$(PY) -c 'from d2lhub.bootstrap import apt_install; apt_install("chromium")'
 
 lock: $(VENV)/.installed ## re-resolve the host lock file from pyproject.toml
-	$(VENV)/bin/pip freeze --exclude-editable | grep -v '^-e' > requirements.lock
+	$(VENV)/bin/pip freeze --exclude-editable | grep -v '^-e' | grep -vE "$$(cat images/lock-exclude.txt)" > requirements.lock

@@ -4,7 +4,8 @@
 2. class start: N students sign in at once, spawn, open a kernel, run an MXNet cell —
    d2lhub's spawner vs stock DockerSpawner with the same image and limits;
 3. memory of an idle student server and of a kernel with MXNet imported; server start-up CPU;
-4. image sizes and a cold build.
+4. image sizes and a cold build;
+5. autograde throughput (bench/autograde_throughput.py).
 A benchmark, never a test: it prints a table and writes docs/benchmarks.md.
 """
 
@@ -31,6 +32,7 @@ from rich.table import Table
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "tests" / "integration"))
 
+import autograde_throughput  # noqa: E402
 from harness import RunningHub, remove_labelled, write_classroom  # noqa: E402
 from hubclient import Browser  # noqa: E402
 
@@ -332,6 +334,7 @@ def main(
     runs: int = typer.Option(5, help="warm spawns and bare runs to take percentiles over"),
     stock: bool = typer.Option(True, help="also measure stock DockerSpawner"),
     cold_build: bool = typer.Option(True, help="time an image build with no layer cache"),
+    submissions: int = typer.Option(12, help="submissions in the autograde-throughput batch"),
 ) -> None:
     client = bootstrap.docker_client()
     image = bootstrap.student_image(config.load(REPO / "classroom.yaml"), client)
@@ -352,6 +355,7 @@ def main(
                     f"{baseline['hub_peak_mb']:.0f} MB" if baseline else "-")
         for failure in (ours["failures"] + (baseline["failures"] if baseline else []))[:5]:
             console.print(f"[red]failure:[/red] {failure}")
+        autograde_throughput.measure(results, client, work, submissions, image)
         image_figures(results, client, cold_build)
     table = Table(title="d2lhub benchmarks")
     for column in ("scenario", "measure", "d2lhub", "baseline", "note"):

@@ -54,7 +54,8 @@ EXCHANGE_MOUNT = "/srv/nbgrader/exchange"
 STUDENT_CONFIG_MOUNT = "/etc/jupyter/nbgrader_config.py"
 RUNNER = Path(__file__).with_name("sandbox_runner.py")
 RUNNER_MOUNT = "/opt/d2lhub-sandbox/run.py"
-SANDBOX_USER = "65534:65534"  # nobody: owns nothing in the image
+SANDBOX_USER = "0:0"  # with every capability dropped but the two the runner needs to run the kernel as nobody
+SANDBOX_CAPS = ["SETUID", "SETGID", "KILL"]  # KILL: to interrupt and stop a kernel of another uid
 UID_LABEL = "org.d2lhub.uid"
 USER_LABEL = "org.d2lhub.user"
 Advance = Callable[[str], None]
@@ -402,6 +403,7 @@ class Sandbox:
                     str(RUNNER): {"bind": RUNNER_MOUNT, "mode": "ro"},
                 },
                 cap_drop=["ALL"],
+                cap_add=SANDBOX_CAPS,
                 security_opt=["no-new-privileges"],
             )
             try:

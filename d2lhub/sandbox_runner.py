@@ -9,15 +9,38 @@ NOTEBOOK there with nbgrader's own `Execute` preprocessor (so grading behaves as
 The kernel's fds 1 and 2 point at /dev/null, so nothing the student prints or
 writes at the C level can corrupt that answer, and outputs past OUTPUT_LIMIT
 bytes are dropped as they arrive instead of piling up in memory.
+
+The runner starts as root holding only CAP_SETUID, CAP_SETGID and CAP_KILL; the kernel runs as
+nobody: with the runner's uid, student code could open the runner's answer pipe
+through /proc, write a forged "all tests pass" notebook into it and kill the runner.
 """
 
+import importlib
+import importlib.util
 import json
 import os
 import shutil
 import sys
+import types
 
 SUBMISSION = "/srv/submission"
 SCRATCH = "/tmp/work"
+RUNTIME = "/tmp/runtime"
+KERNEL_USER = 65534  # nobody
+
+
+def nbgrader_execute():
+    """nbgrader's Execute, without running nbgrader's package __init__.
+
+    That __init__ imports nbgrader's server extensions, the exchange and the gradebook (about
+    1 CPU-s) which a run of one notebook never uses; this loads the two modules it needs.
+    """
+    for package in ("nbgrader", "nbgrader.preprocessors"):
+        shell = types.ModuleType(package)
+        shell.__path__ = list(importlib.util.find_spec(package).submodule_search_locations)
+        sys.modules[package] = shell
+    shell.NbGraderPreprocessor = importlib.import_module("nbgrader.preprocessors.base").NbGraderPreprocessor
+    return importlib.import_module("nbgrader.preprocessors.execute").Execute
 
 
 def main() -> None:
@@ -28,7 +51,18 @@ def main() -> None:
     os.dup2(devnull, 2)
 
     import nbformat
-    from nbgrader.preprocessors import Execute
+    from jupyter_client.manager import AsyncKernelManager
+
+    Execute = nbgrader_execute()
+
+    class KernelAsNobody(AsyncKernelManager):
+        def format_kernel_cmd(self, extra_arguments=None):
+            drop = ["setpriv", f"--reuid={KERNEL_USER}", f"--regid={KERNEL_USER}", "--clear-groups", "--"]
+            return drop + super().format_kernel_cmd(extra_arguments)
+
+        def write_connection_file(self, **kwargs):
+            super().write_connection_file(**kwargs)
+            os.chmod(self.connection_file, 0o644)  # the kernel, now another uid, must read its ports and key
 
     class CappedExecute(Execute):
         kept = 0
@@ -44,10 +78,15 @@ def main() -> None:
             return super().output(outs, msg, display_id, cell_index)
 
     shutil.copytree(SUBMISSION, SCRATCH)
+    for folder, dirs, files in os.walk(SCRATCH):  # the kernel's working copy is its to change
+        os.chmod(folder, 0o777)
+        for name_in_folder in files:
+            os.chmod(os.path.join(folder, name_in_folder), 0o666)
+    os.makedirs(RUNTIME, mode=0o755, exist_ok=True)
     notebook = nbformat.read(os.path.join(SCRATCH, name), as_version=4)
     reason = None
     try:
-        CappedExecute(timeout=cell_timeout).preprocess(notebook, {"metadata": {"path": SCRATCH}})
+        CappedExecute(timeout=cell_timeout, kernel_manager_class=KernelAsNobody).preprocess(notebook, {"metadata": {"path": SCRATCH}})
     except BaseException as exc:  # the kernel died (out of memory, killed): keep what ran
         reason = f"execution stopped: {type(exc).__name__}: {str(exc)[:300]}"
     json.dump({"notebook": notebook, "reason": reason}, answer)

@@ -3,6 +3,9 @@
 # (Debian + python3-venv), so the lock holds exactly what pip picks there.
 #   images/lock.sh student        the CPU image
 #   images/lock.sh student-gpu    the GPU image: the CPU pins minus `mxnet`, held to the CPU lock's versions
+# Packages matching images/lock-exclude.txt are left out: optional extras that only cost. rfc3987-syntax
+# (jsonschema's `iri` format check, which no Jupyter schema uses) builds ~35 Lark parsers at import,
+# about 1.4 CPU-s in every jupyter server, nbgrader run and hub start. Images install --no-deps.
 set -eu
 name=$1
 here=$(cd "$(dirname "$0")" && pwd)
@@ -22,6 +25,6 @@ docker run --rm --label org.d2lhub.instance=lock-$name -v "$here:/images:ro" -v 
   python3 -m venv /tmp/venv
   /tmp/venv/bin/pip install -q --no-cache-dir $inputs >&2
   echo '# Resolved from requirements.in by \`make lock-images\` (pip freeze in the base image). Do not edit by hand.'
-  /tmp/venv/bin/pip freeze
+  /tmp/venv/bin/pip freeze | grep -vE \"\$(cat /images/lock-exclude.txt)\"
 " > "$here/$name/requirements.lock.partial"
 mv "$here/$name/requirements.lock.partial" "$here/$name/requirements.lock"

@@ -37,6 +37,26 @@ def with_edited_test(grade_id: str) -> str:
     return nbformat.writes(nb)
 
 
+# Forges the sandbox's answer: an unexecuted copy of itself ("no errors": full marks) written into the
+# runner's answer pipe, then kills the runner so that copy is all the host reads. The kernel runs as
+# another uid than the runner, so both steps are refused and the notebook is graded as it is.
+FORGE = f"""import json, os, signal
+runner = os.getppid()
+nb = json.load(open("{NAME}.ipynb"))
+for cell in nb["cells"]:
+    if cell["cell_type"] == "code":
+        cell["outputs"] = []
+forged = json.dumps({{"notebook": nb, "reason": None}})
+try:
+    for fd in os.listdir(f"/proc/{{runner}}/fd"):
+        if os.readlink(f"/proc/{{runner}}/fd/{{fd}}").startswith("pipe:"):
+            with open(f"/proc/{{runner}}/fd/{{fd}}", "w") as pipe:
+                pipe.write(forged)
+    os.kill(runner, signal.SIGKILL)
+except OSError as exc:
+    print("refused:", type(exc).__name__)
+"""
+
 # student -> (notebook text, expected points, a word the reason must carry, or None for no reason)
 SUBMISSIONS = {
     "correct": ((FIXTURES / "correct.ipynb").read_text(), 9, None),
@@ -49,6 +69,7 @@ SUBMISSIONS = {
     "deleter": (without_cell("test-grad"), 6, "deleted"),
     "editor": (with_edited_test("test-make-tensor"), 4, "restored"),
     "garbage": ("{this is not json", 0, "not a valid notebook"),
+    "forger": (with_make_tensor(FORGE), 7, None),
 }
 
 

@@ -19,7 +19,7 @@ from pathlib import Path
 
 import pytest
 
-from d2lhub import bootstrap, nodes
+from d2lhub import bootstrap, firewall, nodes
 from harness import REPO, launched_hub
 
 pytestmark = pytest.mark.integration
@@ -140,6 +140,10 @@ def test_student_runs_as_a_service_keeps_files_and_stop_removes_it(swarm_hub, do
     assert service.attrs["Endpoint"]["Spec"]["Ports"][0]["PublishMode"] == "host"
 
     assert student.open_server().status_code == 200  # through the proxy, to the task's published port
+    network = docker_client.networks.get(bootstrap.swarm_network_name(swarm_hub.classroom.spawner.instance))
+    bridge = firewall.bridge_name(network.id)
+    rules = subprocess.run(["iptables", "-S", "DOCKER-USER"], capture_output=True, text=True, check=True).stdout
+    assert f"-i {bridge} -o {bridge}" in rules  # the Swarm bridge's containers are kept apart by rule
     student.write_file("swarm-note.txt", "kept across a stop")
     student.stop()
     assert services_of(docker_client, swarm_hub, "student1") == []

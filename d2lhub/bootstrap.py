@@ -261,6 +261,32 @@ def ensure_network(client: docker.DockerClient, name: str, instance: str):
         return network
 
 
+def swarm_network_name(instance: str) -> str:
+    return f"{instance}-swarm"
+
+
+def ensure_swarm_network(client: docker.DockerClient, instance: str):
+    """A Swarm-scoped bridge for student services: each node makes its own local bridge of it when a
+    student's task lands there (so published ports work and nothing crosses nodes). Swarm-scoped
+    bridges drop driver options such as enable_icc; the firewall keeps containers apart instead."""
+    name = swarm_network_name(instance)
+    try:
+        return client.networks.get(name)
+    except docker.errors.NotFound:
+        return client.networks.create(name, driver="bridge", scope="swarm", labels={LABEL: instance})
+
+
+def swarm_manager_address(client: docker.DockerClient) -> str:
+    """This engine's Swarm address; fails with what to do when it is no Swarm manager."""
+    swarm = client.info().get("Swarm") or {}
+    if swarm.get("LocalNodeState") != "active" or not swarm.get("ControlAvailable"):
+        raise BootstrapError(
+            "spawner.kind is swarm but this Docker engine is not a Swarm manager: "
+            "run `docker swarm init --advertise-addr ADDRESS` here (docs/admin.md, Several hosts)"
+        )
+    return swarm.get("NodeAddr") or ""
+
+
 def network_gateway(network) -> str:
     configs = network.attrs.get("IPAM", {}).get("Config") or []
     for config in configs:

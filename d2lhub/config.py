@@ -180,10 +180,15 @@ class Gpus(Strict):
     devices: dict[str, tuple[str, ...]] = Field(
         {}, description="host -> GPU ids (index or UUID); empty: ask NVML (docker) or node labels (swarm)"
     )
-    when_full: Literal["refuse", "cpu"] = Field(
-        "refuse", description="no GPU free: refuse the spawn with a message, or start the fallback profile instead"
+    when_full: Literal["refuse", "cpu", "queue"] = Field(
+        "refuse",
+        description="no GPU free: refuse the spawn with a message, start the fallback profile instead, "
+        "or queue (the spawn waits, first come first served, up to queue_timeout)",
     )
     fallback_profile: str = Field("cpu", description="the profile used when when_full: cpu")
+    queue_timeout: int = Field(
+        120, ge=1, description="seconds a queued spawn waits for a GPU (when_full: queue); below hub.start_timeout"
+    )
 
 
 class Culling(Strict):
@@ -201,6 +206,21 @@ class Spawner(Strict):
     uid_base: int = Field(20000, ge=1001, description="a student's uid is uid_base + hub user id")
     docker_workers: int = Field(8, ge=1, le=64, description="Docker calls run in parallel, at most this many")
     firewall: bool = Field(True, description="fence student containers in with iptables (needs root on the host)")
+    kind: Literal["docker", "swarm"] = Field(
+        "docker", description="docker: containers on this host; swarm: services on the Swarm this engine manages"
+    )
+    hub_address: str = Field(
+        "",
+        pattern=r"^[0-9a-zA-Z.:-]*$",
+        description="swarm: the address student servers reach the hub at (the manager's LAN address); "
+        "empty: the Swarm's advertised address, or this host's docker0 gateway on a single node",
+    )
+    volume_driver: str = Field("local", min_length=1, description="driver of home and data volumes")
+    volume_options: dict[str, str] = Field(
+        {},
+        description="driver options of home and data volumes; {volume} becomes the volume's name "
+        "(NFS: {type: nfs, o: 'addr=HOST,rw,nfsvers=4', device: ':/export/d2lhub/{volume}'})",
+    )
     blocked_networks: tuple[IPv4Network, ...] = Field(
         tuple(IPv4Network(n) for n in ("169.254.0.0/16", "10.0.0.0/8", "172.16.0.0/12", "192.168.0.0/16", "100.64.0.0/10")),
         description="destinations students may not reach: cloud metadata and private ranges",
@@ -246,6 +266,11 @@ class Classroom(Strict):
             fallback = next((p for p in self.profiles if p.name == self.gpus.fallback_profile), None)
             if fallback is None or fallback.gpus:
                 raise ValueError(f"gpus.fallback_profile: {self.gpus.fallback_profile!r} is not a profile without GPUs")
+        if gpu_profiles and self.gpus.when_full == "queue" and self.gpus.queue_timeout > self.hub.start_timeout - 10:
+            raise ValueError(
+                f"gpus.queue_timeout: {self.gpus.queue_timeout} leaves the server no time to start; "
+                f"keep it at least 10 below hub.start_timeout ({self.hub.start_timeout})"
+            )
         return self
 
     def resolve(self, base: Path) -> Classroom:

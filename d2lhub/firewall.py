@@ -35,10 +35,15 @@ def tag(instance: str) -> tuple[str, ...]:
     return ("-m", "comment", "--comment", f"d2lhub:{instance}")
 
 
-def rules(instance: str, bridge: str, hub_port: int, blocked: tuple[str, ...]) -> list[Rule]:
-    """The rules, in the order they must stand at the top of their chains."""
+def rules(instance: str, bridge: str, hub_port: int, blocked: tuple[str, ...], apart: bool = False) -> list[Rule]:
+    """The rules, in the order they must stand at the top of their chains.
+
+    `apart` also drops traffic between containers on the bridge: a Swarm-scoped bridge
+    ignores the `enable_icc=false` option that keeps a local bridge's containers apart.
+    """
     comment = tag(instance)
-    forward = [Rule("DOCKER-USER", ("-i", bridge, "-d", cidr, *comment, "-j", "DROP")) for cidr in blocked]
+    forward = [Rule("DOCKER-USER", ("-i", bridge, "-o", bridge, *comment, "-j", "DROP"))] if apart else []
+    forward += [Rule("DOCKER-USER", ("-i", bridge, "-d", cidr, *comment, "-j", "DROP")) for cidr in blocked]
     host = [
         Rule("INPUT", ("-i", bridge, "-m", "conntrack", "--ctstate", "ESTABLISHED,RELATED", *comment, "-j", "ACCEPT")),
         Rule("INPUT", ("-i", bridge, "-p", "tcp", "--dport", str(hub_port), *comment, "-j", "ACCEPT")),
@@ -76,9 +81,9 @@ def remove(instance: str) -> int:
     return len(stale)
 
 
-def apply(instance: str, bridge: str, hub_port: int, blocked: tuple[str, ...]) -> list[Rule]:
+def apply(instance: str, bridge: str, hub_port: int, blocked: tuple[str, ...], apart: bool = False) -> list[Rule]:
     """Replace this instance's rules with the current set (idempotent, safe across hub restarts)."""
-    wanted = rules(instance, bridge, hub_port, blocked)
+    wanted = rules(instance, bridge, hub_port, blocked, apart)
     remove(instance)
     for rule in reversed(wanted):  # -I puts each at the top: insert in reverse to keep the order
         iptables("-I", rule.table_chain, *rule.spec)

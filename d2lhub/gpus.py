@@ -6,14 +6,18 @@ inventory and a policy; its assignments live in a JSON file in state_dir (replac
 atomically) so a hub restart neither hands a busy GPU out twice nor forgets one. The
 running containers' labels are the final word: `reconcile` frees what a container
 that died while the hub was down held, and adopts what a lost file forgot.
+
+With `when_full: queue`, a spawn that finds every GPU taken waits in a `Queue`, first come
+first served, and is told how many are ahead of it, until a GPU frees or its time runs out.
 """
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import tempfile
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -151,6 +155,17 @@ class Allocator:
         self.save()
         return assignment
 
+    def can_ever_fit(self, count: int, hosts: Iterable[str] | None = None) -> bool:
+        """Whether `count` GPUs on one host could ever be free for one holder (waiting makes sense)."""
+        if self.capacity == 0:
+            return False
+        allowed = set(hosts) if hosts is not None else None
+        per_host: dict[str, int] = {}
+        for gpu in self.gpus:
+            if allowed is None or gpu.host in allowed:
+                per_host[gpu.host] = per_host.get(gpu.host, 0) + 1
+        return any(n >= count for n in per_host.values())
+
     def _policy_words(self) -> str:
         if self.settings.policy == "shared":
             return f"up to {self.capacity} students per GPU"
@@ -171,3 +186,74 @@ class Allocator:
         if freed or adopted:
             self.save()
         return freed, adopted
+
+
+def waiting_message(ahead: int) -> str:
+    """What a queued student reads on the spawn page."""
+    if ahead == 0:
+        return "Waiting for a GPU: you are next"
+    return f"Waiting for a GPU: {ahead} ahead of you"
+
+
+class Queue:
+    """Spawns waiting for a GPU (`when_full: queue`), served first come first served.
+
+    Only the head of the queue may take a GPU, so a student who arrives later never
+    overtakes one who waits. The hub runs one event loop, so a list is the whole state;
+    waiters poll the allocator (cheap, in memory) instead of being woken, which also
+    notices GPUs freed by a reconcile.
+    """
+
+    def __init__(self, allocator: Allocator, poll: float = 1.0):
+        self.allocator = allocator
+        self.poll = poll
+        self.waiting: list[str] = []
+
+    async def assign(
+        self,
+        holder: str,
+        count: int,
+        timeout: float,
+        hosts: Iterable[str] | None = None,
+        report: Callable[[int], None] = lambda ahead: None,
+    ) -> Assignment:
+        """An assignment for `holder`, waiting up to `timeout` seconds; `report(ahead)` on each change of place."""
+        hosts = tuple(hosts) if hosts is not None else None
+        if not self.waiting or holder in self.allocator.assignments:
+            try:
+                return self.allocator.assign(holder, count, hosts)
+            except NoGpuFree:
+                if not self.allocator.can_ever_fit(count, hosts):
+                    raise
+        elif not self.allocator.can_ever_fit(count, hosts):
+            return self.allocator.assign(holder, count, hosts)  # raises the allocator's own reason
+        if holder in self.waiting:
+            raise NoGpuFree(f"{holder} is already waiting for a GPU.")
+        self.waiting.append(holder)
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout
+        told = None
+        try:
+            while True:
+                ahead = self.waiting.index(holder)
+                if ahead == 0:
+                    try:
+                        return self.allocator.assign(holder, count, hosts)
+                    except NoGpuFree:
+                        pass
+                if ahead != told:
+                    report(ahead)
+                    told = ahead
+                remaining = deadline - loop.time()
+                if remaining <= 0:
+                    raise NoGpuFree(
+                        f"No GPU became free within {timeout:g} s of waiting "
+                        f"({self._behind(ahead)}). Try again later or choose a CPU server."
+                    )
+                await asyncio.sleep(min(self.poll, remaining))
+        finally:
+            self.waiting.remove(holder)
+
+    @staticmethod
+    def _behind(ahead: int) -> str:
+        return "you were next in the queue" if ahead == 0 else f"{ahead} still ahead of you in the queue"

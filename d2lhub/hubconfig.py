@@ -7,6 +7,7 @@ the spawn page appears at once, the proxy API is driven through curl.
 
 from __future__ import annotations
 
+import ipaddress
 import os
 import secrets
 import shutil
@@ -17,7 +18,7 @@ from d2lhub import bootstrap, firewall
 from d2lhub.grading import group_names
 from d2lhub.auth import ROSTER_HASHES_FILE, ClassroomAuthenticator, account_passwords
 from d2lhub.config import Classroom, load
-from d2lhub.spawner import DATA_MOUNT, HOME, ClassroomSpawner, ensure_data_volume
+from d2lhub.spawner import DATA_MOUNT, HOME, ClassroomSpawner, ClassroomSwarmSpawner, ensure_data_volume
 
 CONFIG_ENV = "D2LHUB_CONFIG"
 CLI_SERVICE = "d2lhub-cli"
@@ -67,6 +68,22 @@ def groups(classroom: Classroom) -> dict[str, dict]:
     return {names["students"]: {"users": students}, names["graders"]: {"users": graders}}
 
 
+def student_network(client, classroom: Classroom):
+    """The students' network, the address their servers reach the hub at, and the spawner class."""
+    instance = classroom.spawner.instance
+    if classroom.spawner.kind == "docker":
+        network = bootstrap.ensure_network(client, instance, instance)
+        return network, bootstrap.network_gateway(network), ClassroomSpawner
+    advertised = bootstrap.swarm_manager_address(client)
+    network = bootstrap.ensure_swarm_network(client, instance)
+    address = classroom.spawner.hub_address
+    if not address:
+        loopback = not advertised or ipaddress.ip_address(advertised).is_loopback
+        # one node advertised on 127.0.0.1: its containers reach this host at docker0's gateway
+        address = bootstrap.network_gateway(client.networks.get("bridge")) if loopback else advertised
+    return network, address, ClassroomSwarmSpawner
+
+
 def use_curl_for_proxy_calls() -> None:
     try:
         from tornado.httpclient import AsyncHTTPClient
@@ -85,21 +102,21 @@ def apply(c, path: Path | None = None) -> Classroom:
     for image in images.values():
         if not bootstrap.has_image(client, image):
             raise bootstrap.BootstrapError(f"student image {image} is not built: run `make images`")
-    network = bootstrap.ensure_network(client, classroom.spawner.instance, classroom.spawner.instance)
-    gateway = bootstrap.network_gateway(network)
+    network, hub_address, spawner_class = student_network(client, classroom)
     if classroom.spawner.firewall:
         firewall.apply(
             classroom.spawner.instance,
             firewall.bridge_name(network.id),
             hub_api_port(classroom),
             tuple(str(n) for n in classroom.spawner.blocked_networks),
+            apart=classroom.spawner.kind == "swarm",
         )
     ensure_data_volume(client, classroom)  # mounted read-only by every server, filled by `course data`
     use_curl_for_proxy_calls()
 
     hub = classroom.hub
     c.JupyterHub.bind_url = f"{public_url(classroom)}/"
-    c.JupyterHub.hub_ip = gateway
+    c.JupyterHub.hub_ip = hub_address
     c.JupyterHub.hub_port = hub_api_port(classroom)
     c.JupyterHub.db_url = hub.db_url or f"sqlite:///{state / 'jupyterhub.sqlite'}"
     c.JupyterHub.cookie_secret_file = str(state / "jupyterhub_cookie_secret")
@@ -167,17 +184,17 @@ def apply(c, path: Path | None = None) -> Classroom:
     c.JupyterHub.services = services
     c.JupyterHub.load_roles = roles
 
-    c.JupyterHub.spawner_class = ClassroomSpawner
-    c.ClassroomSpawner.classroom = classroom
-    c.ClassroomSpawner.course_dir = str(course_dir(classroom))
-    c.ClassroomSpawner.images = images
-    c.ClassroomSpawner.gpu_state_file = str(state / "gpus.json")
+    c.JupyterHub.spawner_class = spawner_class
+    c.ClassroomMixin.classroom = classroom
+    c.ClassroomMixin.course_dir = str(course_dir(classroom))
+    c.ClassroomMixin.images = images
+    c.ClassroomMixin.gpu_state_file = str(state / "gpus.json")
     c.DockerSpawner.image = images[classroom.profiles[0].image]
     c.DockerSpawner.allowed_images = sorted(images.values())
     c.DockerSpawner.pull_policy = "never"  # images are built before the class, never pulled mid-spawn
     c.DockerSpawner.cmd = ["d2lhub-start"]
     c.DockerSpawner.prefix = classroom.spawner.instance
-    c.DockerSpawner.network_name = classroom.spawner.instance
+    c.DockerSpawner.network_name = network.name
     c.DockerSpawner.use_internal_ip = True
     c.DockerSpawner.remove = True
     c.DockerSpawner.notebook_dir = HOME

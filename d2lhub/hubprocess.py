@@ -124,9 +124,15 @@ def stop(classroom: Classroom, wait_seconds: int = 30) -> bool:
 
 
 def stop_servers(classroom: Classroom) -> int:
-    """Stop this hub's student containers; their volumes (the students' work) stay."""
+    """Stop this hub's student containers (or Swarm services); their volumes (the students' work) stay."""
     client = bootstrap.docker_client()
-    containers = client.containers.list(filters={"label": f"{bootstrap.LABEL}={classroom.spawner.instance}"})
+    mine = {"label": f"{bootstrap.LABEL}={classroom.spawner.instance}"}
+    if classroom.spawner.kind == "swarm":
+        services = client.services.list(filters=mine)
+        for service in services:
+            service.remove()
+        return len(services)
+    containers = client.containers.list(filters=mine)
     for container in containers:
         container.stop(timeout=10)
     return len(containers)

@@ -1,7 +1,8 @@
 """Swarm nodes: list, add (join command + labels), drain, and how many students fit.
 
-GPU nodes carry the label `org.d2lhub.gpus=0,1` (their device ids), which the
-capacity report reads and placement constraints can match.
+GPU nodes carry the labels `org.d2lhub.gpus=0,1` (their device ids, which the capacity
+report and the GPU allocator read) and `org.d2lhub.gpu=true`, which GPU profiles' placement
+constraints match (Swarm constraints compare values; they cannot ask "label not empty").
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from d2lhub.bootstrap import LABEL
 from d2lhub.config import Classroom
 
 GPU_NODE_LABEL = "org.d2lhub.gpus"
+GPU_FLAG_LABEL = "org.d2lhub.gpu"
 NOT_MANAGER = "this Docker engine is not a Swarm manager: run `docker swarm init` here first"
 
 
@@ -107,7 +109,15 @@ def join_command(client: docker.DockerClient, manager: bool = False) -> str:
 
 
 def node_labels(gpus: tuple[str, ...]) -> dict[str, str]:
-    return {GPU_NODE_LABEL: ",".join(gpus)} if gpus else {}
+    return {GPU_NODE_LABEL: ",".join(gpus), GPU_FLAG_LABEL: "true"} if gpus else {}
+
+
+def node_address(attrs: dict) -> str:
+    """Where the hub reaches a node's published ports: its Swarm address (a manager may report 0.0.0.0)."""
+    address = attrs.get("Status", {}).get("Addr") or ""
+    if address in ("", "0.0.0.0"):
+        address = (attrs.get("ManagerStatus") or {}).get("Addr", "").rsplit(":", 1)[0]
+    return address or "127.0.0.1"
 
 
 def label(client: docker.DockerClient, hostname: str, labels: dict[str, str]) -> None:

@@ -9,6 +9,10 @@ Why a subclass rather than plain settings:
 - limits come from the chosen profile, and the spawn page says what happens;
 - GPUs are handed out by explicit device id (d2lhub.gpus), since Docker's
   `count=1` would give every student the same first GPU.
+
+All of that lives in `ClassroomMixin`; `ClassroomSpawner` (one Docker host, containers)
+and `ClassroomSwarmSpawner` (a Swarm, one service per student) add only how their kind of
+object is described: `spawner.kind` in classroom.yaml picks one.
 """
 
 from __future__ import annotations
@@ -21,10 +25,12 @@ from pathlib import Path
 
 import docker.errors
 from docker.types import DeviceRequest
-from dockerspawner import DockerSpawner
+from docker.types import DriverConfig, EndpointSpec, Mount, RestartPolicy
+from dockerspawner import DockerSpawner, SwarmSpawner
 from traitlets import Any, Dict, Unicode
+from traitlets.config import LoggingConfigurable
 
-from d2lhub import gpus, grading
+from d2lhub import gpus, grading, nodes
 from d2lhub.bootstrap import LABEL
 from d2lhub.config import Classroom, Profile
 from d2lhub.content import MANIFEST_NAME, CourseError, CourseManifest
@@ -42,17 +48,32 @@ def data_volume(classroom: Classroom) -> str:
     return f"{classroom.spawner.instance}-data"
 
 
+def volume_driver(classroom: Classroom, name: str) -> tuple[str, dict[str, str]]:
+    """The driver and options of a home or data volume ({volume} in an option becomes its name)."""
+    settings = classroom.spawner
+    return settings.volume_driver, {k: v.replace("{volume}", name) for k, v in settings.volume_options.items()}
+
+
 def ensure_data_volume(client, classroom: Classroom) -> str:
     """Create the data volume empty and labelled if missing, so a server never mounts an unlabelled one."""
     name = data_volume(classroom)
     try:
         client.volumes.get(name)
     except docker.errors.NotFound:
-        client.volumes.create(name, labels={LABEL: classroom.spawner.instance, "org.d2lhub.role": "data"})
+        driver, options = volume_driver(classroom, name)
+        client.volumes.create(
+            name, driver=driver, driver_opts=options or None,
+            labels={LABEL: classroom.spawner.instance, "org.d2lhub.role": "data"},
+        )
     return name
 
 
-class ClassroomSpawner(DockerSpawner):
+class ClassroomMixin(LoggingConfigurable):
+    """What every classroom server gets, whichever kind of Docker object runs it.
+
+    Configured as `c.ClassroomMixin` (hubconfig), which both spawner classes read.
+    """
+
     classroom = Any(help="the validated classroom.yaml (d2lhub.config.Classroom)").tag(config=True)
     course_dir = Unicode(help="host folder of the built course, mounted read-only").tag(config=True)
     images = Dict(help="student image key (student, student_gpu) -> the tag to run").tag(config=True)
@@ -60,11 +81,17 @@ class ClassroomSpawner(DockerSpawner):
 
     _pool: ThreadPoolExecutor | None = None
     _allocator: gpus.Allocator | None = None
+    _queue: gpus.Queue | None = None
     _reconciled: asyncio.Lock | None = None
+
+    @classmethod
+    def reset_shared_state(cls) -> None:
+        """Forget the hub-wide allocator, queue and reconcile (tests that play a hub restart)."""
+        ClassroomMixin._allocator = ClassroomMixin._queue = ClassroomMixin._reconciled = None
 
     @property
     def executor(self) -> ThreadPoolExecutor:
-        cls = ClassroomSpawner
+        cls = ClassroomMixin
         if cls._pool is None:
             cls._pool = ThreadPoolExecutor(self.classroom.spawner.docker_workers, thread_name_prefix="docker")
         return cls._pool
@@ -118,32 +145,41 @@ class ClassroomSpawner(DockerSpawner):
         return f"{self.user.name}/{self.name}" if self.name else self.user.name
 
     def gpu_hosts(self) -> dict[str, tuple[str, ...]]:
-        """GPUs found on this host when classroom.yaml lists none."""
-        return {gpus.LOCAL: gpus.discover_local()}
+        """GPUs found when classroom.yaml lists none (per kind: NVML here, or the Swarm's node labels)."""
+        raise NotImplementedError
 
     @property
     def allocator(self) -> gpus.Allocator:
-        cls = ClassroomSpawner
+        cls = ClassroomMixin
         if cls._allocator is None:
             inventory = gpus.inventory(self.classroom.gpus, {} if self.classroom.gpus.devices else self.gpu_hosts())
             path = Path(self.gpu_state_file) if self.gpu_state_file else None
             cls._allocator = gpus.Allocator(inventory, self.classroom.gpus, path)
         return cls._allocator
 
+    @property
+    def gpu_queue(self) -> gpus.Queue:
+        cls = ClassroomMixin
+        if cls._queue is None or cls._queue.allocator is not self.allocator:
+            cls._queue = gpus.Queue(self.allocator)
+        return cls._queue
+
+    def _live_labels(self) -> list[dict]:
+        """Labels of this hub's live servers (containers or services)."""
+        raise NotImplementedError
+
     def _live_gpu_assignments(self) -> dict[str, gpus.Assignment]:
-        """GPUs held by this hub's containers, read from their labels."""
+        """GPUs held by this hub's servers, read from their labels."""
         live = {}
-        instance = self.classroom.spawner.instance
-        for container in self.client.containers(all=True, filters={"label": f"{LABEL}={instance}"}):
-            labels = container.get("Labels") or {}
+        for labels in self._live_labels():
             assignment = gpus.Assignment.from_labels(labels)
-            if assignment and container.get("State") in LIVE_STATES and SERVER_LABEL in labels:
+            if assignment and SERVER_LABEL in labels:
                 live[labels[SERVER_LABEL]] = assignment
         return live
 
     async def _reconcile_once(self) -> None:
-        """Before this hub process hands out its first GPU, trust the running containers over the file."""
-        cls = ClassroomSpawner
+        """Before this hub process hands out its first GPU, trust the running servers over the file."""
+        cls = ClassroomMixin
         if cls._reconciled is None:
             cls._reconciled = asyncio.Lock()
             async with cls._reconciled:
@@ -159,10 +195,15 @@ class ClassroomSpawner(DockerSpawner):
         if not profile.gpus:
             return profile, None
         await self._reconcile_once()
+        settings = self.classroom.gpus
         try:
+            if settings.when_full == "queue":
+                return profile, await self.gpu_queue.assign(
+                    self.holder, profile.gpus, settings.queue_timeout,
+                    report=lambda ahead: self._events.append(gpus.waiting_message(ahead)),
+                )
             return profile, self.allocator.assign(self.holder, profile.gpus)
         except gpus.NoGpuFree as full:
-            settings = self.classroom.gpus
             if settings.when_full != "cpu":
                 raise
             fallback = self.classroom.profile(settings.fallback_profile)
@@ -183,12 +224,15 @@ class ClassroomSpawner(DockerSpawner):
             return False
         except docker.errors.NotFound:
             pass
+        driver, options = volume_driver(self.classroom, self.home_volume)
         volume = client.create_volume(
             self.home_volume,
+            driver=driver,
+            driver_opts=options or None,
             # collect checks submissions' owners against this uid: Docker labels are the hub's word, not the student's
             labels={LABEL: self.classroom.spawner.instance, grading.USER_LABEL: self.user.name, grading.UID_LABEL: str(self.uid)},
         )
-        if not self._own_on_host(Path(volume.get("Mountpoint") or "/nonexistent")):
+        if options or not self._own_on_host(Path(volume.get("Mountpoint") or "/nonexistent")):
             self._own_in_container()
         return True
 
@@ -227,8 +271,11 @@ class ClassroomSpawner(DockerSpawner):
         finally:
             client.remove_container(container, force=True)
 
+    _extra_env: dict[str, str] = {}
+
     def get_env(self) -> dict:
         env = super().get_env()
+        env.update(self._extra_env)
         if self.is_grader():
             env["D2LHUB_GRADER"] = "1"  # the start script turns the formgrader on (images/student/grader-jupyter)
         return env
@@ -241,34 +288,28 @@ class ClassroomSpawner(DockerSpawner):
         self.image = self.images.get(profile.image, self.image)
         self.mem_limit = limits.memory
         self.cpu_limit = limits.cpu
-        instance = self.classroom.spawner.instance
         grader = self.is_grader()
         self.volumes = {self.home_volume: HOME, **grading.student_mounts(self.classroom, self.uid, grader)}
         self.read_only_volumes = {data_volume(self.classroom): DATA_MOUNT}
         if self.course_dir:
             self.read_only_volumes[self.course_dir] = COURSE_MOUNT
-        self.extra_create_kwargs = {
-            "user": f"{self.uid}:{STUDENT_GID}",
-            "labels": {
-                LABEL: instance,
-                "org.d2lhub.user": self.user.name,
-                "org.d2lhub.profile": profile.name,
-                SERVER_LABEL: self.holder,
-                **(assignment.labels() if assignment else {}),
-            },
+        labels = {
+            LABEL: self.classroom.spawner.instance,
+            "org.d2lhub.user": self.user.name,
+            "org.d2lhub.profile": profile.name,
+            SERVER_LABEL: self.holder,
+            **(assignment.labels() if assignment else {}),
         }
-        self.extra_host_config = {
-            "pids_limit": limits.pids,
-            "tmpfs": grading.EXCHANGE_ROOT_TMPFS,
-            "cap_drop": ["ALL"],
-            "security_opt": ["no-new-privileges"],
-            "init": False,  # tini is the image's entrypoint
-            "group_add": [str(grading.graders_gid(self.classroom))] if grader else [],
-        }
-        if assignment:
-            self.extra_host_config["device_requests"] = [
-                DeviceRequest(device_ids=list(assignment.ids), capabilities=[["gpu"]])
-            ]
+        groups = [str(grading.graders_gid(self.classroom))] if grader else []
+        self._describe_server(limits, labels, groups, assignment)
+
+    def _describe_server(self, limits, labels: dict, groups: list[str], assignment: gpus.Assignment | None) -> None:
+        """Put uid, labels, limits, hardening and GPUs into this kind's object description."""
+        raise NotImplementedError
+
+    async def _started(self, assignment: gpus.Assignment | None):
+        """The kind's own start, with its failures told in words a student can act on."""
+        return await super().start()
 
     async def start(self):
         self._events = []
@@ -281,16 +322,8 @@ class ClassroomSpawner(DockerSpawner):
         if new:
             self._events.append("Created your home volume")
         self._events.append(self.course_message())
-        try:
-            started = await super().start()
-        except docker.errors.APIError as error:
-            if assignment and "could not select device driver" in str(error):
-                raise RuntimeError(
-                    "This Docker host cannot give containers GPUs: install the NVIDIA driver and "
-                    "nvidia-container-toolkit there (docs/admin.md, Adding a GPU node)."
-                ) from error
-            raise
-        self._events.append("Container started; waiting for JupyterLab to answer")
+        started = await self._started(assignment)
+        self._events.append(f"{self.object_type.title()} started; waiting for JupyterLab to answer")
         return started
 
     def course_message(self) -> str:
@@ -312,6 +345,166 @@ class ClassroomSpawner(DockerSpawner):
         while True:
             events = getattr(self, "_events", [])
             while sent < len(events):
-                yield {"progress": min(90, 20 + 20 * sent), "message": events[sent]}
+                yield {"progress": min(90, 20 + 10 * sent), "message": events[sent]}
                 sent += 1
             await asyncio.sleep(0.5)
+
+
+class ClassroomSpawner(ClassroomMixin, DockerSpawner):
+    """One container per student on this host's Docker engine (`spawner.kind: docker`)."""
+
+    def gpu_hosts(self) -> dict[str, tuple[str, ...]]:
+        return {gpus.LOCAL: gpus.discover_local()}
+
+    def _live_labels(self) -> list[dict]:
+        instance = self.classroom.spawner.instance
+        return [
+            container.get("Labels") or {}
+            for container in self.client.containers(all=True, filters={"label": f"{LABEL}={instance}"})
+            if container.get("State") in LIVE_STATES
+        ]
+
+    def _describe_server(self, limits, labels, groups, assignment) -> None:
+        self.extra_create_kwargs = {"user": f"{self.uid}:{STUDENT_GID}", "labels": labels}
+        self.extra_host_config = {
+            "pids_limit": limits.pids,
+            "tmpfs": grading.EXCHANGE_ROOT_TMPFS,
+            "cap_drop": ["ALL"],
+            "security_opt": ["no-new-privileges"],
+            "init": False,  # tini is the image's entrypoint
+            "group_add": groups,
+        }
+        if assignment:
+            self.extra_host_config["device_requests"] = [
+                DeviceRequest(device_ids=list(assignment.ids), capabilities=[["gpu"]])
+            ]
+
+    async def _started(self, assignment):
+        try:
+            return await super()._started(assignment)
+        except docker.errors.APIError as error:
+            if assignment and "could not select device driver" in str(error):
+                raise RuntimeError(
+                    "This Docker host cannot give containers GPUs: install the NVIDIA driver and "
+                    "nvidia-container-toolkit there (docs/admin.md, Adding a GPU node)."
+                ) from error
+            raise
+
+
+TASK_FAILED = {"failed", "rejected", "shutdown", "complete", "orphaned", "remove"}
+
+
+def tmpfs_mounts(spec: dict[str, str]) -> list[Mount]:
+    """Docker's `tmpfs` host option ({path: "size=1m,mode=1777"}) as Swarm mounts."""
+    mounts = []
+    for target, options in spec.items():
+        parsed = dict(item.split("=", 1) for item in options.split(",") if "=" in item)
+        size = parsed.get("size")
+        mounts.append(
+            Mount(
+                target, None, type="tmpfs",
+                tmpfs_size=size.upper() if size else None,
+                tmpfs_mode=int(parsed["mode"], 8) if "mode" in parsed else None,
+            )
+        )
+    return mounts
+
+
+class ClassroomSwarmSpawner(ClassroomMixin, SwarmSpawner):
+    """One Swarm service per student (`spawner.kind: swarm`), so servers run on any node.
+
+    The task publishes JupyterLab's port in host mode on whichever node runs it; the hub
+    reaches it at that node's address. Images are given by ID, so no node asks a registry.
+    GPU profiles are placed on nodes labelled `org.d2lhub.gpu=true`, on the node whose
+    GPUs the allocator chose, and get them through NVIDIA_VISIBLE_DEVICES (Swarm services
+    cannot carry device requests; GPU nodes use the nvidia runtime by default).
+    """
+
+    def gpu_hosts(self) -> dict[str, tuple[str, ...]]:
+        found = (nodes.Node.from_swarm(attrs) for attrs in self.client.nodes())
+        return {node.hostname: node.gpus for node in found if node.gpus}
+
+    def _live_labels(self) -> list[dict]:
+        instance = self.classroom.spawner.instance
+        return [service["Spec"].get("Labels") or {} for service in self.client.services(filters={"label": f"{LABEL}={instance}"})]
+
+    @property
+    def mounts(self) -> list[Mount]:
+        """Named volumes (home, data) with this classroom's driver; host paths (course, exchange) as binds."""
+        found = []
+        for source, bind in self.volume_binds.items():
+            read_only = bind["mode"] == "ro"
+            if source.startswith("/"):
+                found.append(Mount(bind["bind"], source, type="bind", read_only=read_only))
+                continue
+            driver, options = volume_driver(self.classroom, source)
+            config = DriverConfig(driver, options) if options or driver != "local" else None
+            found.append(
+                Mount(bind["bind"], source, type="volume", read_only=read_only, driver_config=config,
+                      labels={LABEL: self.classroom.spawner.instance})
+            )
+        return found + tmpfs_mounts(grading.EXCHANGE_ROOT_TMPFS)
+
+    def _describe_server(self, limits, labels, groups, assignment) -> None:
+        self.extra_create_kwargs = {"labels": labels}
+        self.extra_container_spec = {
+            "user": f"{self.uid}:{STUDENT_GID}",
+            "labels": labels,
+            "cap_drop": ["ALL"],
+            "init": False,  # tini is the image's entrypoint
+            "groups": groups,
+        }
+        self._extra_env = {"NVIDIA_VISIBLE_DEVICES": ",".join(assignment.ids)} if assignment else {}
+        self._pids = limits.pids
+        constraints = []
+        if assignment:
+            constraints = [f"node.labels.{nodes.GPU_FLAG_LABEL}==true", f"node.hostname=={assignment.host}"]
+        self.extra_placement_spec = {"constraints": constraints}
+        self.extra_task_spec = {"restart_policy": RestartPolicy(condition="none")}  # a dead server is the hub's to notice
+        self.extra_endpoint_spec = {"ports": [{"Protocol": "tcp", "TargetPort": self.port, "PublishMode": "host"}]}
+
+    def _docker(self, method, *args, **kwargs):
+        if method == "create_service":
+            # pids is not among docker-py's Resources arguments; the Swarm API (1.41+) takes Limits.Pids
+            kwargs["task_template"].setdefault("Resources", {}).setdefault("Limits", {})["Pids"] = self._pids
+        return super()._docker(method, *args, **kwargs)
+
+    async def _started(self, assignment):
+        # By ID, so the engine never asks a registry for the tag (there is none in a classroom).
+        self.image = (await self.docker("inspect_image", self.image))["Id"]
+        return await super()._started(assignment)
+
+    async def start_object(self):
+        """Wait until the task runs, telling the student why it waits (no node fits) and failing on a dead task."""
+        told: set[str] = set()
+        delay = 0.5
+        while True:
+            task = await self.get_task()
+            if not task:
+                raise RuntimeError(f"Service {self.service_name} has no task")
+            status = task["Status"]
+            state = status["State"].lower()
+            if state == "running":
+                return
+            reason = status.get("Err") or status.get("Message") or state
+            if state in TASK_FAILED:
+                raise RuntimeError(f"Your server could not start on the Swarm: {reason}")
+            if status.get("Err") and reason not in told:
+                told.add(reason)
+                hint = ""
+                if "constraint" in reason and self.extra_placement_spec.get("constraints"):
+                    hint = (f" (GPU servers run only on nodes labelled {nodes.GPU_FLAG_LABEL}=true: "
+                            "`d2lhub nodes add HOST --gpus IDS`)")
+                self._events.append(f"Waiting for a node that can run your server: {reason}{hint}")
+            await asyncio.sleep(delay)
+            delay = min(delay * 1.5, 5)
+
+    async def get_ip_and_port(self):
+        """The address of the node running the task and the port it published there."""
+        task = await self.get_task()
+        ports = (task or {}).get("Status", {}).get("PortStatus", {}).get("Ports") or []
+        published = next((p["PublishedPort"] for p in ports if p.get("TargetPort") == self.port), None)
+        if published is None:
+            raise RuntimeError(f"service {self.service_name} published no port for {self.port}")
+        node = await self.docker("inspect_node", task["NodeID"])
+        return nodes.node_address(node), published

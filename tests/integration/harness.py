@@ -4,10 +4,12 @@ named and labelled per run and cleaned up by label."""
 from __future__ import annotations
 
 import socket
+import time
 import uuid
 from datetime import datetime, timezone
 from pathlib import Path
 
+import docker.errors
 import yaml
 
 from d2lhub import bootstrap, config, content, firewall, hubprocess
@@ -58,6 +60,13 @@ def remove_labelled(client, instance_filter, cutoff: datetime | None = None) -> 
             cutoff is None or created_before(attrs, cutoff)
         )
 
+    try:  # Swarm services first (their tasks' containers and networks go with them)
+        services = client.services.list(filters={"label": bootstrap.LABEL})
+    except docker.errors.APIError:  # not a Swarm manager: there are none
+        services = []
+    for service in services:
+        if wanted(service.attrs["Spec"].get("Labels"), service.attrs):
+            service.remove()
     for container in client.containers.list(all=True, filters={"label": bootstrap.LABEL}):
         if wanted(container.labels, container.attrs):
             container.remove(force=True)
@@ -66,7 +75,14 @@ def remove_labelled(client, instance_filter, cutoff: datetime | None = None) -> 
             volume.remove(force=True)
     for network in client.networks.list(filters={"label": bootstrap.LABEL}):
         if wanted(network.attrs.get("Labels"), network.attrs):
-            network.remove()
+            for attempt in range(20):  # a removed service's task may still hold a Swarm network a moment
+                try:
+                    network.remove()
+                    break
+                except docker.errors.APIError:
+                    if attempt == 19:
+                        raise
+                    time.sleep(0.5)
             firewall.remove(network.attrs["Labels"][bootstrap.LABEL])
 
 
@@ -85,7 +101,10 @@ def write_classroom(folder: Path, **overrides) -> Path:
         "spawner": {"instance": instance},
     }
     for key, value in overrides.items():
-        data.setdefault(key, {}).update(value)
+        if isinstance(value, dict):
+            data.setdefault(key, {}).update(value)
+        else:
+            data[key] = value
     path = folder / "classroom.yaml"
     path.write_text(yaml.safe_dump(data))
     return path

@@ -37,9 +37,9 @@ def classroom(docker_client, tmp_path):
             "gpus": {"policy": "exclusive", "devices": {gpus.LOCAL: ["0", "1"]}},
         }
     )
-    ClassroomSpawner._allocator = ClassroomSpawner._reconciled = None
+    ClassroomSpawner.reset_shared_state()
     yield room
-    ClassroomSpawner._allocator = ClassroomSpawner._reconciled = None
+    ClassroomSpawner.reset_shared_state()
     remove_labelled(docker_client, lambda value: value == instance)
 
 
@@ -101,7 +101,7 @@ def test_exclusive_gpus_across_students_and_a_hub_restart(classroom, docker_clie
         # The hub restarts (spawners come back from their saved state); meanwhile bob's container died. Alice keeps hers, bob's goes to carol.
         saved_alice = alice.get_state()
         docker_client.api.remove_container(bob.container_name, force=True)
-        ClassroomSpawner._allocator = ClassroomSpawner._reconciled = None
+        ClassroomSpawner.reset_shared_state()
         carol = spawner(classroom, state, "carol", 3, "gpu")
         c = await start_without_runtime(carol)
         assert device_ids(c) == device_ids(b)
@@ -143,7 +143,7 @@ def test_full_gpus_fall_back_to_cpu_when_configured(docker_client, tmp_path):
             "gpus": {"devices": {gpus.LOCAL: []}, "when_full": "cpu"},
         }
     )
-    ClassroomSpawner._allocator = ClassroomSpawner._reconciled = None
+    ClassroomSpawner.reset_shared_state()
     try:
         made = spawner(room, tmp_path / "gpus.json", "hank", 8, "gpu")
         made._events = []
@@ -151,4 +151,4 @@ def test_full_gpus_fall_back_to_cpu_when_configured(docker_client, tmp_path):
         assert (profile.name, assignment) == ("cpu", None)
         assert made._events == ["This hub has no GPUs to hand out; choose a CPU server. Starting CPU instead."]
     finally:
-        ClassroomSpawner._allocator = ClassroomSpawner._reconciled = None
+        ClassroomSpawner.reset_shared_state()

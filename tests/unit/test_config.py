@@ -131,6 +131,10 @@ def test_gpu_profiles_load(tmp_path):
         (minimal(profiles=[{"name": "g", "display_name": "G", "gpus": 1}]), "use image: student_gpu"),
         (minimal(profiles=[{"name": "g", "display_name": "G", "image": "cuda"}]), "profiles.0.image: Input should be"),
         (minimal(gpus={"device": {}}), "gpus.device: unknown key"),
+        (gpu_profiles(when_full="wait"), "gpus.when_full: Input should be 'refuse', 'cpu' or 'queue'"),
+        (gpu_profiles(when_full="queue", queue_timeout=175), "gpus.queue_timeout: 175 leaves the server no time to start"),
+        (minimal(spawner={"kind": "kubernetes"}), "spawner.kind: Input should be 'docker' or 'swarm'"),
+        (minimal(spawner={"hub_address": "10.0.0.1; rm"}), "spawner.hub_address: String should match pattern"),
     ],
 )
 def test_gpu_mistakes_are_named(tmp_path, data, expected):
@@ -144,3 +148,17 @@ def test_gpu_profile_needs_the_gpu_lock(tmp_path):
     data["images"]["student_gpu"] = {"name": "d2lhub/student-gpu", "context": str(tmp_path)}
     with pytest.raises(ConfigError, match="images.student_gpu.context: no requirements.lock"):
         load(write(tmp_path, data))
+
+
+def test_swarm_and_queue_settings_load(tmp_path):
+    data = gpu_profiles(when_full="queue", queue_timeout=60)
+    data["spawner"] = {
+        "kind": "swarm",
+        "hub_address": "10.1.2.3",
+        "volume_options": {"type": "nfs", "o": "addr=10.1.2.4,rw", "device": ":/export/{volume}"},
+    }
+    classroom = load(write(tmp_path, data))
+    assert (classroom.spawner.kind, classroom.spawner.hub_address, classroom.spawner.volume_driver) == (
+        "swarm", "10.1.2.3", "local")
+    assert (classroom.gpus.when_full, classroom.gpus.queue_timeout) == ("queue", 60)
+    assert load(write(tmp_path, minimal())).spawner.kind == "docker"

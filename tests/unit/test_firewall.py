@@ -17,3 +17,10 @@ def test_rules_block_metadata_and_private_ranges_and_open_only_the_hub_api():
 
 def test_bridge_name_is_dockers():
     assert firewall.bridge_name("0123456789abcdef0123") == "br-0123456789ab"
+
+
+def test_swarm_bridge_keeps_containers_apart_by_rule():
+    wanted = firewall.rules("room", "br-0123456789ab", 8081, ("10.0.0.0/8",), apart=True)
+    assert wanted[0].table_chain == "DOCKER-USER"
+    assert wanted[0].spec[:4] == ("-i", "br-0123456789ab", "-o", "br-0123456789ab") and wanted[0].spec[-1] == "DROP"
+    assert not any("-o" in r.spec for r in firewall.rules("room", "br-0123456789ab", 8081, ("10.0.0.0/8",)))

@@ -1,13 +1,14 @@
 """The GPU allocator: never two students on one GPU under exclusive, never more than
 per_gpu under shared, nothing leaked or handed out twice across hub restarts."""
 
+import asyncio
 import itertools
 import json
 
 import pytest
 
 from d2lhub.config import Gpus
-from d2lhub.gpus import LOCAL, Allocator, Assignment, Gpu, NoGpuFree, inventory
+from d2lhub.gpus import LOCAL, Allocator, Assignment, Gpu, NoGpuFree, Queue, inventory, waiting_message
 
 
 def gpus(hosts: dict[str, int]) -> list[Gpu]:
@@ -160,3 +161,107 @@ def test_inventory_prefers_configured_devices_over_discovered():
     assert inventory(configured, {LOCAL: ["5"]}) == [Gpu(LOCAL, "0"), Gpu(LOCAL, "1")]
     assert inventory(Gpus(), {"b": ["1"], "a": ["0"]}) == [Gpu("a", "0"), Gpu("b", "1")]
     assert inventory(Gpus(policy="none", devices={LOCAL: ("0",)}), {}) == []
+
+
+# The queue (when_full: queue) -------------------------------------------------
+
+
+def one_gpu_queue() -> Queue:
+    return Queue(Allocator(gpus({LOCAL: 1}), exclusive()), poll=0.01)
+
+
+def test_queue_hands_a_free_gpu_out_at_once():
+    queue = one_gpu_queue()
+    told = []
+    assignment = asyncio.run(queue.assign("ann", 1, timeout=1, report=told.append))
+    assert assignment == Assignment(LOCAL, ("0",)) and told == [] and queue.waiting == []
+
+
+def test_queue_serves_first_come_first_served_and_says_how_many_are_ahead():
+    queue = one_gpu_queue()
+    queue.allocator.assign("ann", 1)
+    places: dict[str, list[int]] = {"bob": [], "cid": []}
+    served = []
+
+    async def wait(name):
+        assignment = await queue.assign(name, 1, timeout=5, report=places[name].append)
+        served.append(name)
+        return assignment
+
+    async def scenario():
+        bob = asyncio.create_task(wait("bob"))
+        await asyncio.sleep(0.05)
+        cid = asyncio.create_task(wait("cid"))
+        await asyncio.sleep(0.05)
+        assert queue.waiting == ["bob", "cid"]
+        queue.allocator.release("ann")
+        assert await bob == Assignment(LOCAL, ("0",))
+        await asyncio.sleep(0.05)
+        assert not cid.done()  # the one GPU went to bob; cid is now first
+        queue.allocator.release("bob")
+        await cid
+
+    asyncio.run(scenario())
+    assert served == ["bob", "cid"]
+    assert places == {"bob": [0], "cid": [1, 0]}
+    assert [waiting_message(n) for n in places["cid"]] == ["Waiting for a GPU: 1 ahead of you", "Waiting for a GPU: you are next"]
+    assert queue.waiting == []
+
+
+def test_a_newcomer_does_not_overtake_the_queue():
+    queue = Queue(Allocator(gpus({LOCAL: 2}), exclusive()), poll=0.05)
+    queue.allocator.assign("ann", 2)
+
+    async def scenario():
+        big = asyncio.create_task(queue.assign("big", 2, timeout=5))  # needs both GPUs
+        await asyncio.sleep(0.02)
+        queue.allocator.release("ann")
+        queue.allocator.assign("sneak", 1)  # someone took one in between, outside the queue
+        small = asyncio.create_task(queue.assign("small", 1, timeout=0.2))
+        with pytest.raises(NoGpuFree, match="1 still ahead of you"):
+            await small  # a GPU is free, but big waits first
+        queue.allocator.release("sneak")
+        assert await big == Assignment(LOCAL, ("0", "1"))
+
+    asyncio.run(scenario())
+
+
+def test_queue_gives_up_after_its_timeout_with_a_clear_reason():
+    queue = one_gpu_queue()
+    queue.allocator.assign("ann", 1)
+    told = []
+    with pytest.raises(NoGpuFree, match=r"No GPU became free within 0.1 s of waiting \(you were next in the queue\)\. Try again later"):
+        asyncio.run(queue.assign("bob", 1, timeout=0.1, report=told.append))
+    assert told == [0] and queue.waiting == [] and "bob" not in queue.allocator.assignments
+
+
+def test_queue_refuses_at_once_what_could_never_fit():
+    queue = one_gpu_queue()
+    with pytest.raises(NoGpuFree, match="2 free on one host are needed"):
+        asyncio.run(queue.assign("ann", 2, timeout=5))
+    empty = Queue(Allocator([], exclusive()), poll=0.01)
+    with pytest.raises(NoGpuFree, match="no GPUs to hand out"):
+        asyncio.run(empty.assign("ann", 1, timeout=5))
+
+
+def test_a_cancelled_wait_leaves_the_queue():
+    queue = one_gpu_queue()
+    queue.allocator.assign("ann", 1)
+
+    async def scenario():
+        waiting = asyncio.create_task(queue.assign("bob", 1, timeout=5))
+        await asyncio.sleep(0.03)
+        assert queue.waiting == ["bob"]
+        waiting.cancel()  # the student cancelled the spawn
+        with pytest.raises(asyncio.CancelledError):
+            await waiting
+        assert queue.waiting == []
+
+    asyncio.run(scenario())
+
+
+def test_can_ever_fit_counts_per_host():
+    allocator = Allocator(gpus({"a": 2, "b": 1}), exclusive())
+    assert allocator.can_ever_fit(2) and not allocator.can_ever_fit(3)
+    assert not allocator.can_ever_fit(2, hosts=["b"])
+    assert not Allocator(gpus({"a": 2}), Gpus(policy="none")).can_ever_fit(1)

@@ -3,7 +3,7 @@
 import pytest
 
 from d2lhub.config import Classroom
-from d2lhub.nodes import GPU_NODE_LABEL, Node, capacity, fits_on, node_labels
+from d2lhub.nodes import GPU_FLAG_LABEL, GPU_NODE_LABEL, Node, capacity, fits_on, node_address, node_labels
 
 G = 1024**3
 
@@ -64,5 +64,11 @@ def test_capacity_sums_over_nodes_per_profile():
 
 
 def test_node_labels():
-    assert node_labels(("0", "1")) == {GPU_NODE_LABEL: "0,1"}
+    assert node_labels(("0", "1")) == {GPU_NODE_LABEL: "0,1", GPU_FLAG_LABEL: "true"}
     assert node_labels(()) == {}
+
+
+def test_node_address_is_the_swarm_address_even_for_a_manager_that_says_0000():
+    assert node_address({"Status": {"Addr": "10.1.0.7"}}) == "10.1.0.7"
+    assert node_address({"Status": {"Addr": "0.0.0.0"}, "ManagerStatus": {"Addr": "10.1.0.2:2377"}}) == "10.1.0.2"
+    assert node_address({"Status": {}}) == "127.0.0.1"

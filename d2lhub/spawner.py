@@ -25,12 +25,12 @@ from pathlib import Path
 
 import docker.errors
 from docker.types import DeviceRequest
-from docker.types import DriverConfig, EndpointSpec, Mount, RestartPolicy
+from docker.types import DriverConfig, Mount, RestartPolicy
 from dockerspawner import DockerSpawner, SwarmSpawner
 from traitlets import Any, Dict, Unicode
 from traitlets.config import LoggingConfigurable
 
-from d2lhub import gpus, grading, nodes
+from d2lhub import gpus, grading, nodes, readiness
 from d2lhub.bootstrap import LABEL
 from d2lhub.config import Classroom, Profile
 from d2lhub.content import MANIFEST_NAME, CourseError, CourseManifest
@@ -324,7 +324,17 @@ class ClassroomMixin(LoggingConfigurable):
         self._events.append(self.course_message())
         started = await self._started(assignment)
         self._events.append(f"{self.object_type.title()} started; waiting for JupyterLab to answer")
+        ip, port = started
+        try:
+            waited = await readiness.wait_until_listening(ip, port, self._why_stopped, timeout=self.http_timeout)
+        except (readiness.ServerDied, TimeoutError) as failure:
+            raise RuntimeError(f"Your server could not start: {failure}") from failure
+        self.log.info("%s listening %.2f s after its %s started", self.holder, waited, self.object_type)
         return started
+
+    async def _why_stopped(self) -> str | None:
+        """None while the server's container runs; else why it stopped, in words a student can pass on."""
+        raise NotImplementedError
 
     def course_message(self) -> str:
         """What the start script will do with ~/d2l, told from the hub's copy of the course manifest."""
@@ -389,6 +399,15 @@ class ClassroomSpawner(ClassroomMixin, DockerSpawner):
                     "nvidia-container-toolkit there (docs/admin.md, Adding a GPU node)."
                 ) from error
             raise
+
+
+    async def _why_stopped(self) -> str | None:
+        state = (await self.docker("inspect_container", self.container_id))["State"]
+        if state.get("Running"):
+            return None
+        logs = (await self.docker("logs", self.container_id, tail=4)).decode(errors="replace").strip()
+        why = "it ran out of memory" if state.get("OOMKilled") else f"it exited with code {state.get('ExitCode')}"
+        return f"{why}. Last lines of its log: {logs[-600:] or '(empty)'}"
 
 
 TASK_FAILED = {"failed", "rejected", "shutdown", "complete", "orphaned", "remove"}
@@ -498,6 +517,13 @@ class ClassroomSwarmSpawner(ClassroomMixin, SwarmSpawner):
                 self._events.append(f"Waiting for a node that can run your server: {reason}{hint}")
             await asyncio.sleep(delay)
             delay = min(delay * 1.5, 5)
+
+    async def _why_stopped(self) -> str | None:
+        task = await self.get_task()
+        status = (task or {}).get("Status", {})
+        if status.get("State") == "running":
+            return None
+        return f"its Swarm task is {status.get('State', 'gone')}: {status.get('Err') or status.get('Message') or 'no reason given'}"
 
     async def get_ip_and_port(self):
         """The address of the node running the task and the port it published there."""

@@ -44,8 +44,9 @@ FORGE = f"""import json, os, signal
 runner = os.getppid()
 nb = json.load(open("{NAME}.ipynb"))
 for cell in nb["cells"]:
+    cell["source"] = "".join(cell["source"])
     if cell["cell_type"] == "code":
-        cell["outputs"] = []
+        cell["outputs"], cell["execution_count"] = [], 1
 forged = json.dumps({{"notebook": nb, "reason": None}})
 try:
     for fd in os.listdir(f"/proc/{{runner}}/fd"):

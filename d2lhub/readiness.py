@@ -1,0 +1,58 @@
+"""Wait for a just-started student server: answer as soon as it listens, fail as soon as it dies.
+
+JupyterHub's own wait backs off exponentially (0.2 s, 0.4 s, 0.8 s, ... up to 5 s), so a
+server ready after 2.1 s is noticed at 3 s; and a container that exited at once is waited on
+until `http_timeout`. A TCP connect every `interval` costs the hub next to nothing (the server
+binds its port only once its extensions are loaded), and a look at the container every
+`check_every` seconds turns a crash into an error carrying its last log lines.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from typing import Awaitable, Callable
+
+DeathCheck = Callable[[], Awaitable[str | None]]
+
+
+class ServerDied(RuntimeError):
+    """The container stopped before its server answered; the message says why."""
+
+
+async def listening(host: str, port: int) -> bool:
+    try:
+        _, writer = await asyncio.wait_for(asyncio.open_connection(host, port), timeout=1)
+    except (OSError, asyncio.TimeoutError):
+        return False
+    writer.close()
+    try:
+        await writer.wait_closed()
+    except OSError:
+        pass
+    return True
+
+
+async def wait_until_listening(
+    host: str,
+    port: int,
+    why_dead: DeathCheck,
+    timeout: float,
+    interval: float = 0.1,
+    check_every: float = 1.0,
+) -> float:
+    """Seconds until host:port accepts a connection; ServerDied or TimeoutError otherwise."""
+    started = time.monotonic()
+    next_check = started + check_every
+    while True:
+        if await listening(host, port):
+            return time.monotonic() - started
+        now = time.monotonic()
+        if now >= next_check:
+            reason = await why_dead()
+            if reason:
+                raise ServerDied(reason)
+            next_check = now + check_every
+        if now - started > timeout:
+            raise TimeoutError(f"the server did not listen on {host}:{port} within {timeout:.0f} s")
+        await asyncio.sleep(interval)

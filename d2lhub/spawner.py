@@ -383,6 +383,9 @@ class ClassroomSpawner(ClassroomMixin, DockerSpawner):
             "security_opt": ["no-new-privileges"],
             "init": False,  # tini is the image's entrypoint
             "group_add": groups,
+            # A server that dies while starting stays until the hub removes it, so its exit code and log
+            # can be told to the student; DockerSpawner still removes it at stop and before a restart.
+            "auto_remove": False,
         }
         if assignment:
             self.extra_host_config["device_requests"] = [

@@ -76,6 +76,25 @@ def remove(instance: str) -> int:
     return len(stale)
 
 
+def in_place(instance: str, bridge: str, hub_port: int, blocked: tuple[str, ...]) -> bool:
+    """Whether this instance's rules all stand, for this bridge (iptables prints them normalised,
+    so rules are matched by chain, bridge and target rather than by their exact text)."""
+    def shape(rule: Rule) -> tuple[str, ...]:
+        spec = rule.spec
+        value = lambda flag: spec[spec.index(flag) + 1] if flag in spec else ""  # noqa: E731
+        return rule.table_chain, value("-i"), value("-d"), value("--dport"), spec[-1]
+
+    return [shape(r) for r in current(instance)] == [shape(r) for r in rules(instance, bridge, hub_port, blocked)]
+
+
+def ensure(instance: str, bridge: str, hub_port: int, blocked: tuple[str, ...]) -> bool:
+    """Re-apply the rules when some are missing (a restarted engine, a flushed table); True when it did."""
+    if in_place(instance, bridge, hub_port, blocked):
+        return False
+    apply(instance, bridge, hub_port, blocked)
+    return True
+
+
 def apply(instance: str, bridge: str, hub_port: int, blocked: tuple[str, ...]) -> list[Rule]:
     """Replace this instance's rules with the current set (idempotent, safe across hub restarts)."""
     wanted = rules(instance, bridge, hub_port, blocked)

@@ -17,3 +17,32 @@ def test_rules_block_metadata_and_private_ranges_and_open_only_the_hub_api():
 
 def test_bridge_name_is_dockers():
     assert firewall.bridge_name("0123456789abcdef0123") == "br-0123456789ab"
+
+
+def printed(rules: list[firewall.Rule]) -> dict[str, str]:
+    """What `iptables -S CHAIN` prints for these rules: normalised, not the text they were added with."""
+    out: dict[str, list[str]] = {"DOCKER-USER": ["-N DOCKER-USER"], "INPUT": ["-P INPUT ACCEPT"]}
+    for rule in rules:
+        spec = " ".join(f'"{part}"' if part.startswith("d2lhub:") else part for part in rule.spec)
+        spec = spec.replace("ESTABLISHED,RELATED", "RELATED,ESTABLISHED").replace("-p tcp --dport", "-p tcp -m tcp --dport")
+        out[rule.table_chain].append(f"-A {rule.table_chain} {spec}")
+    return {chain: "\n".join(lines) + "\n" for chain, lines in out.items()}
+
+
+def test_rules_in_place_until_the_engine_flushes_a_chain(monkeypatch):
+    blocked = ("169.254.0.0/16", "10.0.0.0/8")
+    wanted = firewall.rules("d2l", "br-0123456789ab", 8081, blocked)
+    listing = printed(wanted)
+    applied = []
+    monkeypatch.setattr(
+        firewall, "iptables",
+        lambda *args, check=True: type("R", (), {"stdout": listing[args[1]] if args[0] == "-S" else ""})(),
+    )
+    monkeypatch.setattr(firewall, "apply", lambda *args: applied.append(args))
+    assert firewall.in_place("d2l", "br-0123456789ab", 8081, blocked)
+    assert not firewall.ensure("d2l", "br-0123456789ab", 8081, blocked) and applied == []
+    assert not firewall.in_place("d2l", "br-ffffffffffff", 8081, blocked)  # the network was recreated
+    assert not firewall.in_place("d2l", "br-0123456789ab", 9091, blocked)
+    listing["DOCKER-USER"] = "-N DOCKER-USER\n-A DOCKER-USER -j RETURN\n"  # a restarted engine emptied it
+    assert firewall.ensure("d2l", "br-0123456789ab", 8081, blocked)
+    assert applied == [("d2l", "br-0123456789ab", 8081, blocked)]

@@ -13,7 +13,7 @@ import shutil
 import sys
 from pathlib import Path
 
-from d2lhub import bootstrap, firewall
+from d2lhub import bootstrap, diskspace, firewall
 from d2lhub.grading import group_names
 from d2lhub.auth import ROSTER_HASHES_FILE, ClassroomAuthenticator, account_passwords
 from d2lhub.config import Classroom, load
@@ -80,6 +80,8 @@ def apply(c, path: Path | None = None) -> Classroom:
     classroom = load(path or config_path())
     state = classroom.hub.state_dir
     state.mkdir(parents=True, exist_ok=True)
+    diskspace.check(classroom, "start the hub")  # raises DiskFull: the hub does not start on a full disk
+    diskspace.explain_disk_full(state)
     client = bootstrap.docker_client()
     images = {key: bootstrap.student_image(classroom, client, key) for key in bootstrap.images_in_use(classroom)}
     for image in images.values():

@@ -25,7 +25,7 @@ from docker.types import DeviceRequest
 from dockerspawner import DockerSpawner
 from traitlets import Any, Dict, Unicode
 
-from d2lhub import firewall, gpus, grading
+from d2lhub import diskspace, firewall, gpus, grading
 from d2lhub.bootstrap import LABEL
 from d2lhub.config import Classroom, Profile
 from d2lhub.content import MANIFEST_NAME, CourseError, CourseManifest
@@ -301,6 +301,9 @@ class ClassroomSpawner(DockerSpawner):
 
     async def _start(self):
         self._events = []
+        state = self.classroom.hub.state_dir
+        if diskspace.free_bytes(state) < self.classroom.hub.min_free_space:
+            raise RuntimeError(diskspace.full_message(state))
         if await asyncio.wrap_future(self.executor.submit(self._ensure_firewall)):
             self.log.warning("the firewall rules of %s were missing: re-applied", self.classroom.spawner.instance)
         profile, assignment = await self._assign_gpus(self.chosen_profile())

@@ -125,6 +125,7 @@ def apply(c, path: Path | None = None) -> Classroom:
         "course_term": classroom.course.term,
         "course_welcome": classroom.course.welcome,
         "course_help_url": classroom.course.help_url,
+        "state_dir_full_message": diskspace.full_message(state),  # error.html, for a database error on a full disk
     }
 
     accounts = classroom.auth.accounts

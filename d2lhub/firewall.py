@@ -13,7 +13,10 @@ from __future__ import annotations
 import shlex
 import shutil
 import subprocess
+import threading
 from dataclasses import dataclass
+
+_ensuring = threading.Lock()  # spawns run in a thread pool: one check-and-apply at a time
 
 
 class FirewallError(Exception):
@@ -89,10 +92,11 @@ def in_place(instance: str, bridge: str, hub_port: int, blocked: tuple[str, ...]
 
 def ensure(instance: str, bridge: str, hub_port: int, blocked: tuple[str, ...]) -> bool:
     """Re-apply the rules when some are missing (a restarted engine, a flushed table); True when it did."""
-    if in_place(instance, bridge, hub_port, blocked):
-        return False
-    apply(instance, bridge, hub_port, blocked)
-    return True
+    with _ensuring:
+        if in_place(instance, bridge, hub_port, blocked):
+            return False
+        apply(instance, bridge, hub_port, blocked)
+        return True
 
 
 def apply(instance: str, bridge: str, hub_port: int, blocked: tuple[str, ...]) -> list[Rule]:

@@ -39,10 +39,15 @@ def small_disk(tmp_path):
             subprocess.run(["umount", "-l", str(mount)], check=False)
 
 
-def fill(folder: Path) -> Path:
-    """One file that takes every free byte; returns it."""
+def fill(folder: Path, leave: int = 0) -> Path:
+    """One file that takes every free byte, or all but about `leave` bytes; returns it."""
     filler = folder / "filler"
-    with open(filler, "wb", buffering=0) as out:
+    if leave:
+        with open(filler, "wb") as out:
+            out.truncate(0)
+            out.write(b"\0" * max(0, os.statvfs(folder).f_bavail * os.statvfs(folder).f_frsize - leave))
+        return filler
+    with open(filler, "ab", buffering=0) as out:
         for chunk in (2**20, 4096, 1):
             try:
                 while True:
@@ -50,6 +55,13 @@ def fill(folder: Path) -> Path:
             except OSError as error:
                 assert error.errno == errno.ENOSPC, error
     return filler
+
+
+def spawn_failure(browser) -> str:
+    """Ask for a server as the spawn page does; the progress stream's last message."""
+    browser.session.get(browser.url("/hub/spawn"), timeout=60)
+    events = browser.session.get(browser.url(f"/hub/api/users/{browser.name}/server/progress"), timeout=60)
+    return [line for line in events.text.splitlines() if line.startswith("data:")][-1]
 
 
 def integrity(database: Path) -> str:
@@ -78,6 +90,10 @@ def test_full_state_disk_gives_clear_errors_keeps_databases_and_recovers(tmp_pat
         student.write_file("kept.txt", "written before the disk filled")
         student.stop()
 
+        # Below hub.min_free_space (16M) but not yet full: a spawn is refused before it writes.
+        filler = fill(small_disk, leave=8 * 2**20)
+        refused = spawn_failure(student)
+        assert f"{state} is full" in refused, refused
         filler = fill(small_disk)
         assert requests.get(f"{hub.url}/hub/health", timeout=10).status_code == 200
 

@@ -10,7 +10,7 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from d2lhub import backup, bootstrap, config, content, coursecheck, coursedata, hubprocess, nodes, z2jh
+from d2lhub import backup, bootstrap, config, content, coursecheck, coursedata, diskspace, hubprocess, nodes, z2jh
 from d2lhub.auth import account_passwords
 from d2lhub.hubconfig import course_dir, public_url
 from d2lhub.spawner import data_volume
@@ -41,6 +41,16 @@ def load(path: Path) -> config.Classroom:
         raise fail(str(exc)) from None
 
 
+def load_to_write(path: Path, what: str) -> config.Classroom:
+    """The classroom, for a command that writes to its state folder: refused up front when that disk is full."""
+    classroom = load(path)
+    try:
+        diskspace.check(classroom, what)
+    except diskspace.DiskFull as exc:
+        raise fail(str(exc)) from None
+    return classroom
+
+
 def say(message: str) -> None:
     console.print(f"[dim]d2lhub:[/dim] {message}", highlight=False)
 
@@ -61,7 +71,7 @@ def build_course(classroom: config.Classroom, source: str | None = None) -> cont
 @app.command()
 def up(config_file: ConfigOption = DEFAULT_CONFIG) -> None:
     """Set up whatever is missing, start the hub, print its URL and the demo sign-ins."""
-    classroom = load(config_file)
+    classroom = load_to_write(config_file, "start the hub")
     try:
         for image in bootstrap.ensure_all(classroom, say=say).values():
             say(f"student image {image}")
@@ -119,7 +129,7 @@ def course_build(
     source: Annotated[str | None, typer.Option("--from", help="d2l-en folder, git URL or release archive")] = None,
 ) -> None:
     """Import the chapters (MXNet code and prose only) into the notebooks students get."""
-    classroom = load(config_file)
+    classroom = load_to_write(config_file, "build the course")
     manifest = build_course(classroom, source)
     typer.echo(f"{len(manifest.chapters)} chapters in {course_dir(classroom)} ({len(manifest.skipped)} without MXNet code skipped)")
 
@@ -318,7 +328,7 @@ def restore_command(
     config_file: ConfigOption = DEFAULT_CONFIG,
 ) -> None:
     """Put a backup onto a fresh hub (empty state folder, no volumes yet); then `make up`."""
-    classroom = load(config_file)
+    classroom = load_to_write(config_file, "restore")
     try:
         manifest = backup.restore(classroom, archive, say=say)
     except (backup.BackupError, bootstrap.BootstrapError) as exc:
@@ -342,7 +352,7 @@ def roster_import(
     """Create missing users (with generated passwords), add them to the course groups and the gradebook."""
     from d2lhub import roster
 
-    classroom = load(config_file)
+    classroom = load_to_write(config_file, "import a roster")
     try:
         report = roster.apply(classroom, roster.load(file))
     except roster.RosterError as exc:
@@ -364,7 +374,7 @@ def grading_step(step):
 @assignment_app.command("release")
 def assignment_release(name: str, config_file: ConfigOption = DEFAULT_CONFIG) -> None:
     """Make the student version of NAME and put it where students fetch it."""
-    classroom = load(config_file)
+    classroom = load_to_write(config_file, f"release {name}")
     target = grading_step(lambda g: g.release(classroom, name))
     typer.echo(f"released {name} ({target})")
 
@@ -372,7 +382,7 @@ def assignment_release(name: str, config_file: ConfigOption = DEFAULT_CONFIG) ->
 @assignment_app.command("collect")
 def assignment_collect(name: str, config_file: ConfigOption = DEFAULT_CONFIG) -> None:
     """Collect each student's latest own submission of NAME; forged ones are set aside and listed."""
-    classroom = load(config_file)
+    classroom = load_to_write(config_file, f"collect {name}")
     with Progress(console=console) as progress:
         task = progress.add_task(f"checking owners of {name} submissions", total=None)
         report = grading_step(lambda g: g.collect(classroom, name, lambda entry: progress.advance(task)))
@@ -395,7 +405,7 @@ def assignment_autograde(
     """Run every collected submission of NAME in a sandbox container and score it with nbgrader."""
     from d2lhub import grading
 
-    classroom = load(config_file)
+    classroom = load_to_write(config_file, f"autograde {name}")
     total = len(grading.submitted_students(classroom, name))
     with Progress(console=console) as progress:
         task = progress.add_task(f"autograding {name}", total=total)
@@ -411,7 +421,7 @@ def assignment_autograde(
 @assignment_app.command("feedback")
 def assignment_feedback(name: str, config_file: ConfigOption = DEFAULT_CONFIG) -> None:
     """Render feedback for NAME and release it: each student can fetch their own, and only theirs."""
-    classroom = load(config_file)
+    classroom = load_to_write(config_file, f"feedback {name}")
     students = grading_step(lambda g: g.feedback(classroom, name))
     typer.echo(f"feedback on {name} released to {len(students)} student(s)")
 

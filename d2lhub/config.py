@@ -104,6 +104,9 @@ class Hub(Strict):
     db_url: str | None = Field(None, description="PostgreSQL URL for production; SQLite in state_dir when unset")
     concurrent_spawn_limit: int = Field(200, ge=1)
     start_timeout: int = Field(180, ge=10, description="seconds a server may take to answer before the spawn fails")
+    min_free_space: ByteSize = Field(
+        parse_size("64M"), description="below this much free in state_dir, `d2lhub` commands and spawns refuse to write"
+    )
     https: Https | None = None
 
 

@@ -13,7 +13,10 @@ from __future__ import annotations
 import shlex
 import shutil
 import subprocess
+import threading
 from dataclasses import dataclass
+
+_ensuring = threading.Lock()  # spawns run in a thread pool: one check-and-apply at a time
 
 
 class FirewallError(Exception):
@@ -79,6 +82,26 @@ def remove(instance: str) -> int:
     for rule in stale:
         iptables("-D", rule.table_chain, *rule.spec, check=False)
     return len(stale)
+
+
+def in_place(instance: str, bridge: str, hub_port: int, blocked: tuple[str, ...], apart: bool = False) -> bool:
+    """Whether this instance's rules all stand, for this bridge (iptables prints them normalised,
+    so rules are matched by chain, bridge and target rather than by their exact text)."""
+    def shape(rule: Rule) -> tuple[str, ...]:
+        spec = rule.spec
+        value = lambda flag: spec[spec.index(flag) + 1] if flag in spec else ""  # noqa: E731
+        return rule.table_chain, value("-i"), value("-d"), value("--dport"), spec[-1]
+
+    return [shape(r) for r in current(instance)] == [shape(r) for r in rules(instance, bridge, hub_port, blocked, apart)]
+
+
+def ensure(instance: str, bridge: str, hub_port: int, blocked: tuple[str, ...], apart: bool = False) -> bool:
+    """Re-apply the rules when some are missing (a restarted engine, a flushed table); True when it did."""
+    with _ensuring:
+        if in_place(instance, bridge, hub_port, blocked, apart):
+            return False
+        apply(instance, bridge, hub_port, blocked, apart)
+        return True
 
 
 def apply(instance: str, bridge: str, hub_port: int, blocked: tuple[str, ...], apart: bool = False) -> list[Rule]:

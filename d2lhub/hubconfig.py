@@ -14,7 +14,7 @@ import shutil
 import sys
 from pathlib import Path
 
-from d2lhub import bootstrap, firewall
+from d2lhub import bootstrap, diskspace, firewall
 from d2lhub.grading import group_names
 from d2lhub.auth import ROSTER_HASHES_FILE, ClassroomAuthenticator, account_passwords
 from d2lhub.config import Classroom, load
@@ -93,10 +93,23 @@ def use_curl_for_proxy_calls() -> None:
         pass
 
 
+def firewall_inputs(classroom: Classroom, network_id: str) -> dict:
+    """What the packet rules around this hub's students' bridge are made from."""
+    return {
+        "instance": classroom.spawner.instance,
+        "bridge": firewall.bridge_name(network_id),
+        "hub_port": hub_api_port(classroom),
+        "blocked": tuple(str(n) for n in classroom.spawner.blocked_networks),
+        "apart": classroom.spawner.kind == "swarm",
+    }
+
+
 def apply(c, path: Path | None = None) -> Classroom:
     classroom = load(path or config_path())
     state = classroom.hub.state_dir
     state.mkdir(parents=True, exist_ok=True)
+    diskspace.check(classroom, "start the hub")  # raises DiskFull: the hub does not start on a full disk
+    diskspace.explain_disk_full(state)
     client = bootstrap.docker_client()
     images = {key: bootstrap.student_image(classroom, client, key) for key in bootstrap.images_in_use(classroom)}
     for image in images.values():
@@ -104,13 +117,7 @@ def apply(c, path: Path | None = None) -> Classroom:
             raise bootstrap.BootstrapError(f"student image {image} is not built: run `make images`")
     network, hub_address, spawner_class = student_network(client, classroom)
     if classroom.spawner.firewall:
-        firewall.apply(
-            classroom.spawner.instance,
-            firewall.bridge_name(network.id),
-            hub_api_port(classroom),
-            tuple(str(n) for n in classroom.spawner.blocked_networks),
-            apart=classroom.spawner.kind == "swarm",
-        )
+        firewall.apply(**firewall_inputs(classroom, network.id))
     ensure_data_volume(client, classroom)  # mounted read-only by every server, filled by `course data`
     use_curl_for_proxy_calls()
 
@@ -140,6 +147,7 @@ def apply(c, path: Path | None = None) -> Classroom:
         "course_term": classroom.course.term,
         "course_welcome": classroom.course.welcome,
         "course_help_url": classroom.course.help_url,
+        "state_dir_full_message": diskspace.full_message(state),  # error.html, for a database error on a full disk
     }
 
     accounts = classroom.auth.accounts

@@ -24,13 +24,14 @@ from html import escape
 from pathlib import Path
 
 import docker.errors
+import requests.exceptions
 from docker.types import DeviceRequest
 from docker.types import DriverConfig, Mount, RestartPolicy
 from dockerspawner import DockerSpawner, SwarmSpawner
 from traitlets import Any, Dict, Unicode
 from traitlets.config import LoggingConfigurable
 
-from d2lhub import gpus, grading, nodes, readiness
+from d2lhub import diskspace, firewall, gpus, grading, nodes, readiness
 from d2lhub.bootstrap import LABEL
 from d2lhub.config import Classroom, Profile
 from d2lhub.content import MANIFEST_NAME, CourseError, CourseManifest
@@ -41,6 +42,12 @@ DATA_MOUNT = "/srv/d2l/data"  # the class's data cache, read-only; the image's M
 STUDENT_GID = 100  # "users": shared by students so group-readable course files work
 SERVER_LABEL = "org.d2lhub.server"  # user or user/server: who a container's GPUs belong to
 LIVE_STATES = {"created", "running", "restarting", "paused"}
+# What docker-py raises when no engine answers on its socket (stopped, restarting, hung).
+ENGINE_DOWN = (requests.exceptions.ConnectionError, requests.exceptions.Timeout)
+ENGINE_DOWN_MESSAGE = (
+    "The Docker engine does not answer, so no server can start right now (your files are safe). "
+    "Try again in a minute; if this persists, tell the course admin."
+)
 
 
 def data_volume(classroom: Classroom) -> str:
@@ -311,8 +318,29 @@ class ClassroomMixin(LoggingConfigurable):
         """The kind's own start, with its failures told in words a student can act on."""
         return await super().start()
 
+    def _ensure_firewall(self) -> bool:
+        """Put the bridge's packet rules back if they went (a restarted engine, a flushed table)."""
+        if not self.classroom.spawner.firewall:
+            return False
+        from d2lhub.hubconfig import firewall_inputs  # hubconfig imports this module
+
+        network = self.client.inspect_network(self.network_name)
+        return firewall.ensure(**firewall_inputs(self.classroom, network["Id"]))
+
     async def start(self):
+        try:
+            return await self._start()
+        except ENGINE_DOWN as error:
+            self.log.error("Docker engine unreachable while starting %s: %s", self._log_name, error)
+            raise RuntimeError(ENGINE_DOWN_MESSAGE) from error
+
+    async def _start(self):
         self._events = []
+        state = self.classroom.hub.state_dir
+        if diskspace.free_bytes(state) < self.classroom.hub.min_free_space:
+            raise RuntimeError(diskspace.full_message(state))
+        if await asyncio.wrap_future(self.executor.submit(self._ensure_firewall)):
+            self.log.warning("the firewall rules of %s were missing: re-applied", self.classroom.spawner.instance)
         profile, assignment = await self._assign_gpus(self.chosen_profile())
         self._apply_profile(profile, assignment)
         self._events.append(f"Server type: {profile.display_name}, image {self.image}")
@@ -343,6 +371,15 @@ class ClassroomMixin(LoggingConfigurable):
         except CourseError:
             return "Starting your container (no course is built yet: ~/d2l stays as it is)"
         return f"Starting your container; {chapters} chapters sync into ~/d2l (chapters you edited are kept)"
+
+    async def poll(self):
+        """While the engine is unreachable a server's fate is unknown: keep it, and look again next
+        poll (after the engine is back, a server it stopped is found gone and the student may start again)."""
+        try:
+            return await super().poll()
+        except ENGINE_DOWN as error:
+            self.log.warning("cannot poll %s, the Docker engine does not answer: %s", self._log_name, error)
+            return None
 
     async def stop(self, now=False):
         await super().stop(now=now)

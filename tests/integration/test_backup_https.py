@@ -2,18 +2,42 @@
 
 from __future__ import annotations
 
+import csv
+import io
+import json
+import shutil
 import subprocess
 
 import pytest
 import requests
 
-from harness import launched_hub, write_classroom, RunningHub, remove_labelled
+from harness import REPO, launched_hub, write_classroom, RunningHub, remove_labelled
 from test_cli import d2lhub
+from d2lhub import grading
 
 pytestmark = pytest.mark.integration
+EXERCISE = "ex01-tensors-autograd"
+FIXTURES = REPO / "assignments" / "fixtures" / EXERCISE
+EXPECTED = json.loads((FIXTURES / "expected.json").read_text())
 
 
-def test_backup_restores_a_students_work_onto_a_fresh_hub(tmp_path, docker_client):
+def grade_by_autograde(hub, student: str, fixture: str) -> None:
+    """The real grading path from release on: the fixture lands where `collect` puts a submission,
+    then `d2lhub assignment autograde` runs it in the sandbox and writes the gradebook."""
+    d2lhub("assignment", "release", EXERCISE, "--config", str(hub.path))
+    submitted = grading.course_root(hub.classroom) / "submitted" / student / EXERCISE
+    submitted.mkdir(parents=True)
+    shutil.copy(FIXTURES / f"{fixture}.ipynb", submitted / f"{EXERCISE}.ipynb")
+    graded = d2lhub("assignment", "autograde", EXERCISE, "--config", str(hub.path)).stdout
+    assert f"{student} │ {EXPECTED[fixture]} / 10" in graded, graded
+
+
+def exported_grades(hub) -> dict[str, dict]:
+    text = d2lhub("grades", "export", "--config", str(hub.path)).stdout
+    return {row["username"]: row for row in csv.DictReader(io.StringIO(text))}
+
+
+def test_backup_restores_a_students_work_and_grades_onto_a_fresh_hub(tmp_path, docker_client):
     archive = tmp_path / "classroom.tar.gz"
     origin = launched_hub(tmp_path / "origin", docker_client)
     hub = next(origin)
@@ -23,6 +47,8 @@ def test_backup_restores_a_students_work_onto_a_fresh_hub(tmp_path, docker_clien
         student.open_server()
         student.write_file("proof.txt", "my work, backed up")
         student.stop()
+        grade_by_autograde(hub, "student1", "partial")
+        assert float(exported_grades(hub)["student1"][EXERCISE]) == EXPECTED["partial"]
         result = d2lhub("backup", "--config", str(hub.path), "--out", str(archive))
         assert "volume(s)" in result.stdout
     finally:
@@ -35,6 +61,9 @@ def test_backup_restores_a_students_work_onto_a_fresh_hub(tmp_path, docker_clien
         again = d2lhub("restore", str(archive), "--config", str(fresh_path), check=False)
         assert again.returncode == 2 and "already holds a hub database" in again.stderr
         fresh.start()
+        grades = exported_grades(fresh)  # the gradebook came back with the state folder
+        assert float(grades["student1"][EXERCISE]) == EXPECTED["partial"], grades
+        assert float(grades["student1"]["total"]) == EXPECTED["partial"]
         student = fresh.browser("student1")
         student.spawn()
         student.open_server()

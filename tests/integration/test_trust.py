@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import os
 import signal
+import sqlite3
 import subprocess
 import time
 
@@ -203,3 +204,81 @@ def test_killed_student_container_is_noticed_and_restarts_with_files(trust_hub, 
     student.spawn()
     assert student.open_server().status_code == 200
     assert student.read_file("keep.txt") == "written before the crash"
+
+
+@pytest.fixture
+def small_home(trust_hub, docker_client, tmp_path):
+    """A student, `filler`, whose home volume is a 192 MB file system of its own (a loop device), so
+    filling it is safe on a shared machine; made ready as the spawner makes a home (owner, marker)."""
+    from d2lhub import bootstrap
+    from test_cli import d2lhub
+
+    roster = tmp_path / "filler.csv"
+    roster.write_text("username,first name,last name,email,role\nfiller,Fill,Er,,student\n")
+    d2lhub("roster", "import", str(roster), "--config", str(trust_hub.path))
+    state = trust_hub.classroom.hub.state_dir
+    rows = (state / "roster-passwords.csv").read_text().splitlines()
+    password = next(line.split(",", 1)[1] for line in rows if line.startswith("filler,"))
+    with sqlite3.connect(state / "jupyterhub.sqlite") as db:
+        (user_id,) = db.execute("select id from users where name = 'filler'").fetchone()
+    uid = trust_hub.classroom.spawner.uid_base + user_id
+    image, mount = tmp_path / "home.ext4", tmp_path / "mnt"
+    subprocess.run(["truncate", "-s", "192M", str(image)], check=True)
+    subprocess.run(["mkfs.ext4", "-q", "-m", "0", str(image)], check=True)
+    loop = subprocess.run(["losetup", "--find", "--show", str(image)], check=True, capture_output=True, text=True).stdout.strip()
+    instance = trust_hub.classroom.spawner.instance
+    volume = None
+    try:
+        mount.mkdir()
+        subprocess.run(["mount", loop, str(mount)], check=True)
+        try:
+            (mount / ".d2lhub").mkdir()
+            for path in (mount, mount / ".d2lhub"):
+                os.chown(path, uid, 100)
+            mount.chmod(0o700)
+        finally:
+            subprocess.run(["umount", str(mount)], check=True)
+        volume = docker_client.volumes.create(
+            f"{instance}-home-filler", driver="local", driver_opts={"type": "ext4", "device": loop},
+            labels={bootstrap.LABEL: instance, grading.USER_LABEL: "filler", grading.UID_LABEL: str(uid)},
+        )
+        from hubclient import Browser
+
+        browser = Browser(trust_hub.url)
+        assert browser.login("filler", password).status_code == 302
+        yield browser
+        browser.stop()
+    finally:
+        for leftover in docker_client.containers.list(all=True, filters={"name": f"{instance}-filler"}):
+            leftover.remove(force=True)
+        if volume is not None:
+            volume.remove(force=True)
+        subprocess.run(["losetup", "-d", loop], check=False)
+
+
+FILL_HOME = """
+import os
+written = 0
+try:
+    with open(os.path.expanduser("~/filler.bin"), "wb") as out:
+        while True:
+            out.write(b"x" * 2**20)
+            written += 1
+except OSError as error:
+    print(error.errno, written)
+"""
+
+
+def test_student_filling_their_home_harms_no_one_else(trust_hub, pair, small_home):
+    """Their own disk is full (their server may suffer); the hub and a neighbour's kernel carry on."""
+    small_home.spawn()
+    small_home.open_server()
+    filled = small_home.execute(FILL_HOME, timeout=300)
+    assert filled.error is None, filled.error
+    error_number, megabytes = filled.stdout.split()
+    assert int(error_number) == 28 and 150 < int(megabytes) < 192  # ENOSPC, at the size of their own disk
+    started = time.monotonic()
+    assert pair["student2"].execute("print(6 * 7)").stdout.strip() == "42"
+    assert time.monotonic() - started < 30
+    pair["student2"].write_file("still-writable.txt", "the neighbour's disk is not full")
+    assert requests.get(f"{trust_hub.url}/hub/health", timeout=10).status_code == 200

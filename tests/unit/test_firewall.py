@@ -24,3 +24,32 @@ def test_swarm_bridge_keeps_containers_apart_by_rule():
     assert wanted[0].table_chain == "DOCKER-USER"
     assert wanted[0].spec[:4] == ("-i", "br-0123456789ab", "-o", "br-0123456789ab") and wanted[0].spec[-1] == "DROP"
     assert not any("-o" in r.spec for r in firewall.rules("room", "br-0123456789ab", 8081, ("10.0.0.0/8",)))
+
+
+def printed(rules: list[firewall.Rule]) -> dict[str, str]:
+    """What `iptables -S CHAIN` prints for these rules: normalised, not the text they were added with."""
+    out: dict[str, list[str]] = {"DOCKER-USER": ["-N DOCKER-USER"], "INPUT": ["-P INPUT ACCEPT"]}
+    for rule in rules:
+        spec = " ".join(f'"{part}"' if part.startswith("d2lhub:") else part for part in rule.spec)
+        spec = spec.replace("ESTABLISHED,RELATED", "RELATED,ESTABLISHED").replace("-p tcp --dport", "-p tcp -m tcp --dport")
+        out[rule.table_chain].append(f"-A {rule.table_chain} {spec}")
+    return {chain: "\n".join(lines) + "\n" for chain, lines in out.items()}
+
+
+def test_rules_in_place_until_the_engine_flushes_a_chain(monkeypatch):
+    blocked = ("169.254.0.0/16", "10.0.0.0/8")
+    wanted = firewall.rules("d2l", "br-0123456789ab", 8081, blocked)
+    listing = printed(wanted)
+    applied = []
+    monkeypatch.setattr(
+        firewall, "iptables",
+        lambda *args, check=True: type("R", (), {"stdout": listing[args[1]] if args[0] == "-S" else ""})(),
+    )
+    monkeypatch.setattr(firewall, "apply", lambda *args: applied.append(args))
+    assert firewall.in_place("d2l", "br-0123456789ab", 8081, blocked)
+    assert not firewall.ensure("d2l", "br-0123456789ab", 8081, blocked) and applied == []
+    assert not firewall.in_place("d2l", "br-ffffffffffff", 8081, blocked)  # the network was recreated
+    assert not firewall.in_place("d2l", "br-0123456789ab", 9091, blocked)
+    listing["DOCKER-USER"] = "-N DOCKER-USER\n-A DOCKER-USER -j RETURN\n"  # a restarted engine emptied it
+    assert firewall.ensure("d2l", "br-0123456789ab", 8081, blocked)
+    assert applied == [("d2l", "br-0123456789ab", 8081, blocked, False)]

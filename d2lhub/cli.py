@@ -110,6 +110,40 @@ def status(config_file: ConfigOption = DEFAULT_CONFIG) -> None:
     Console().print(table)
 
 
+@app.command("prestart")
+def prestart_command(
+    config_file: ConfigOption = DEFAULT_CONFIG,
+    group: Annotated[str | None, typer.Option("--group", "-g", help="whose servers (default: the course's students)")] = None,
+    users: Annotated[list[str] | None, typer.Option("--user", "-u", help="these users instead of a group")] = None,
+    parallel: Annotated[int, typer.Option("--parallel", "-p", min=0, help="servers starting at once (0: one per core)")] = 0,
+) -> None:
+    """Start the class's servers before the lecture, so students find them running."""
+    import os
+
+    from d2lhub import prestart
+
+    classroom = load(config_file)
+    if not hubprocess.answers(classroom):
+        raise fail(f"no hub answers at {public_url(classroom)}; start it with `make up`")
+    try:
+        members = prestart.class_members(classroom, group, users or [])
+    except prestart.PrestartError as exc:
+        raise fail(str(exc)) from None
+    with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+                  console=console) as progress:
+        task = progress.add_task("starting servers", total=len(members))
+        outcomes = prestart.prestart(classroom, members, parallel or os.cpu_count() or 1,
+                                     lambda outcome: progress.advance(task))
+    table = Table(title=f"{len(members)} server(s); idle ones stop after {classroom.culling.timeout} s")
+    for column in ("user", "server", "seconds", "reason"):
+        table.add_column(column)
+    for outcome in outcomes:
+        table.add_row(outcome.user, outcome.state, f"{outcome.seconds:.1f}" if outcome.seconds else "", outcome.reason)
+    Console().print(table)
+    if any(outcome.state == "failed" for outcome in outcomes):
+        raise typer.Exit(1)
+
+
 @images_app.command("build")
 def images_build(config_file: ConfigOption = DEFAULT_CONFIG) -> None:
     """Build the base and student images (skipped when their inputs are unchanged)."""

@@ -1,0 +1,96 @@
+"""Start the class's servers before the lecture, so the 9 a.m. minute is sign-in and a kernel.
+
+On a small machine a class signing in at once is bound by CPU: every server's start-up
+(Python, JupyterLab, the course sync) competes for the same cores. Started a few minutes
+before, in a bounded stream, that work is done when the students arrive; a server nobody
+uses is stopped by the idle culler after `culling.timeout` like any other.
+Everything goes through the hub's REST API, so the hub's records stay the truth.
+"""
+
+from __future__ import annotations
+
+import time
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from typing import Callable
+
+from d2lhub import hubprocess
+from d2lhub.config import Classroom
+from d2lhub.grading import group_names
+
+
+class PrestartError(Exception):
+    """The hub does not answer, or names no such group or user."""
+
+
+@dataclass
+class Outcome:
+    user: str
+    state: str  # "started", "already running" or "failed"
+    seconds: float = 0.0
+    reason: str = ""
+
+
+def api_json(classroom: Classroom, path: str) -> dict | list:
+    response = hubprocess.api(classroom, path)
+    if response.status_code == 404:
+        raise PrestartError(f"the hub has no {path.strip('/').replace('/', ' ')}")
+    response.raise_for_status()
+    return response.json()
+
+
+def class_members(classroom: Classroom, group: str | None, users: list[str]) -> list[str]:
+    """The users named, or the group's members (default: the course's students from the roster)."""
+    if users:
+        known = {user["name"] for user in api_json(classroom, "/users")}
+        unknown = sorted(set(users) - known)
+        if unknown:
+            raise PrestartError(f"no such user on the hub: {', '.join(unknown)}")
+        return users
+    group = group or group_names(classroom)["students"]
+    members = api_json(classroom, f"/groups/{group}")["users"]
+    if not members:
+        raise PrestartError(f"group {group} has no members (import the roster with `d2lhub roster import`)")
+    return sorted(members)
+
+
+def server_state(classroom: Classroom, user: str) -> dict | None:
+    return (api_json(classroom, f"/users/{user}").get("servers") or {}).get("")
+
+
+def start_one(classroom: Classroom, user: str, timeout: float) -> Outcome:
+    started = time.monotonic()
+    server = server_state(classroom, user)
+    if server and server.get("ready"):
+        return Outcome(user, "already running")
+    if not server:
+        response = hubprocess.api(classroom, f"/users/{user}/server", method="POST")
+        if response.status_code not in (201, 202):
+            return Outcome(user, "failed", reason=f"the hub answered {response.status_code}: {response.text[:200]}")
+    while time.monotonic() - started < timeout:
+        server = server_state(classroom, user)
+        if server is None:
+            return Outcome(user, "failed", time.monotonic() - started, "the spawn failed (see the hub log)")
+        if server.get("ready"):
+            return Outcome(user, "started", time.monotonic() - started)
+        time.sleep(1)
+    return Outcome(user, "failed", time.monotonic() - started, f"not ready after {timeout:.0f} s")
+
+
+def prestart(
+    classroom: Classroom,
+    members: list[str],
+    parallel: int,
+    done: Callable[[Outcome], None] | None = None,
+) -> list[Outcome]:
+    """Start the members' servers, `parallel` at a time; one failure never stops the others."""
+    timeout = classroom.hub.start_timeout + 30
+
+    def one(user: str) -> Outcome:
+        outcome = start_one(classroom, user, timeout)
+        if done:
+            done(outcome)
+        return outcome
+
+    with ThreadPoolExecutor(parallel) as pool:
+        return list(pool.map(one, members))

@@ -1,0 +1,50 @@
+"""`d2lhub prestart`: the class's servers are running before the students sign in."""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+from typer.testing import CliRunner
+
+from d2lhub import hubprocess
+from d2lhub.cli import app
+
+pytestmark = pytest.mark.integration
+STUDENTS = ("student1", "student2")  # the course's students group, from classroom.yaml's accounts
+
+
+def servers(hub) -> dict[str, dict]:
+    users = hubprocess.api(hub.classroom, "/users").json()
+    return {u["name"]: (u.get("servers") or {}).get("", {}) for u in users}
+
+
+def test_prestart_starts_the_students_servers_once(hub):
+    runner = CliRunner()
+    try:
+        first = runner.invoke(app, ["prestart", "--config", str(hub.path)])
+        assert first.exit_code == 0, first.output
+        running = servers(hub)
+        for name in STUDENTS:
+            assert running[name].get("ready"), running[name]
+            assert f"{name} │ started" in first.output
+        assert not running["teacher"] and not running["boss"]  # not in the students' group
+
+        again = runner.invoke(app, ["prestart", "--config", str(hub.path)])
+        assert again.exit_code == 0 and all(f"{n} │ already running" in again.output for n in STUDENTS), again.output
+
+        # The student finds the server running: no spawn, straight into their own Lab.
+        browser = hub.browser("student1")
+        assert browser.open_server().status_code == 200
+        assert browser.list_dir("d2l")
+
+        unknown = runner.invoke(app, ["prestart", "--user", "nobody-here", "--config", str(hub.path)])
+        assert unknown.exit_code == 2 and "no such user on the hub: nobody-here" in unknown.output
+        missing = runner.invoke(app, ["prestart", "--group", "no-such-group", "--config", str(hub.path)])
+        assert missing.exit_code == 2 and "no-such-group" in missing.output
+    finally:
+        for name in STUDENTS:
+            hubprocess.api(hub.classroom, f"/users/{name}/server", method="DELETE")
+        deadline = time.monotonic() + 60
+        while any(servers(hub)[n] for n in STUDENTS) and time.monotonic() < deadline:
+            time.sleep(0.5)

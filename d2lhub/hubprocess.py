@@ -152,23 +152,39 @@ def status(classroom: Classroom) -> list[ServerRow]:
     response = api(classroom, "/users")
     response.raise_for_status()
     client = bootstrap.docker_client()
-    containers = {
-        c.labels.get("org.d2lhub.user"): c
-        for c in client.containers.list(filters={"label": f"{bootstrap.LABEL}={classroom.spawner.instance}"})
-    }
+    servers = (swarm_servers if classroom.spawner.kind == "swarm" else local_servers)(client, classroom)
     rows = []
     for user in sorted(response.json(), key=lambda u: u["name"]):
         server = (user.get("servers") or {}).get("", {})
         state = "ready" if server.get("ready") else (server.get("pending") or "stopped")
-        container = containers.get(user["name"])
+        where, image = servers.get(user["name"], ("-", "-"))
         rows.append(
             ServerRow(
                 user=user["name"],
                 role="admin" if user.get("admin") else ", ".join(sorted(user.get("groups", []))) or "-",
                 server=state,
-                container=container.name if container else "-",
-                image=(container.image.tags or [container.image.short_id])[0] if container else "-",
+                container=where,
+                image=image,
                 last_activity=(user.get("last_activity") or "-")[:19],
             )
         )
     return rows
+
+
+def local_servers(client, classroom: Classroom) -> dict[str, tuple[str, str]]:
+    """user -> (container, image) on this host's engine."""
+    found = client.containers.list(filters={"label": f"{bootstrap.LABEL}={classroom.spawner.instance}"})
+    return {c.labels.get("org.d2lhub.user"): (c.name, (c.image.tags or [c.image.short_id])[0]) for c in found}
+
+
+def swarm_servers(client, classroom: Classroom) -> dict[str, tuple[str, str]]:
+    """user -> (service@node, image) across the Swarm."""
+    hostnames = {node.id: node.attrs["Description"]["Hostname"] for node in client.nodes.list()}
+    found = {}
+    for service in client.services.list(filters={"label": f"{bootstrap.LABEL}={classroom.spawner.instance}"}):
+        spec = service.attrs["Spec"]
+        tasks = service.tasks(filters={"desired-state": "running"})
+        node = hostnames.get(tasks[0].get("NodeID"), "?") if tasks else "no node yet"
+        image = spec["TaskTemplate"]["ContainerSpec"]["Image"]
+        found[(spec.get("Labels") or {}).get("org.d2lhub.user")] = (f"{service.name}@{node}", image[:19])
+    return found

@@ -11,7 +11,7 @@ docker_client = hub_fixtures.docker_client
 hub = hub_fixtures.hub
 
 
-@pytest.fixture(scope="package")  # Playwright's loop must be gone before other tests use asyncio
+@pytest.fixture(scope="module")  # Playwright's loop must be gone before other tests use asyncio (tests/browser is no package)
 def chromium():
     from playwright.sync_api import sync_playwright
 

@@ -118,7 +118,7 @@ def progress_until(browser, wanted: str, timeout: float = 60) -> list[str]:
 def d2lhub(hub, *args) -> subprocess.CompletedProcess:
     return subprocess.run(
         [sys.executable, "-m", "d2lhub.cli", *args, "--config", str(hub.path)],
-        capture_output=True, text=True, env={**os.environ, "PYTHONPATH": str(REPO)}, timeout=120,
+        capture_output=True, text=True, env={**os.environ, "PYTHONPATH": str(REPO), "COLUMNS": "250"}, timeout=120,
     )
 
 
@@ -144,6 +144,8 @@ def test_student_runs_as_a_service_keeps_files_and_stop_removes_it(swarm_hub, do
     bridge = firewall.bridge_name(network.id)
     rules = subprocess.run(["iptables", "-S", "DOCKER-USER"], capture_output=True, text=True, check=True).stdout
     assert f"-i {bridge} -o {bridge}" in rules  # the Swarm bridge's containers are kept apart by rule
+    status = d2lhub(swarm_hub, "status")
+    assert status.returncode == 0 and f"{service.name}@" in status.stdout, status.stdout + status.stderr
     student.write_file("swarm-note.txt", "kept across a stop")
     student.stop()
     assert services_of(docker_client, swarm_hub, "student1") == []

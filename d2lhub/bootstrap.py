@@ -218,6 +218,16 @@ def ensure_student_image(
     if has_image(client, tag):
         return tag
     say(f"building {tag} (a first build takes several minutes)")
+    build_student_image(client, classroom, tag, say, key)
+    client.api.tag(tag, getattr(classroom.images, key).name, "latest")
+    return tag
+
+
+def build_student_image(
+    client: docker.DockerClient, classroom: Classroom, tag: str, say: Say = _default_say, key: str = "student",
+    nocache: bool = False,
+) -> None:
+    """Build the image from its assembled inputs (the folder, the certificates, the delivery script)."""
     with tempfile.TemporaryDirectory(prefix="d2lhub-build-") as work:
         for name, content in image_inputs(classroom, key).items():
             target = Path(work) / name
@@ -231,6 +241,7 @@ def ensure_student_image(
             buildargs=build_args(classroom, key),
             rm=True,
             forcerm=True,
+            nocache=nocache,
             decode=True,
             labels={"org.d2lhub.image": key},
         ):
@@ -242,8 +253,6 @@ def ensure_student_image(
                 say(line[:120])
         if not has_image(client, tag):
             raise BootstrapError(f"building {tag} failed after {last_step}")
-    client.api.tag(tag, getattr(classroom.images, key).name, "latest")
-    return tag
 
 
 def ensure_network(client: docker.DockerClient, name: str, instance: str):

@@ -8,7 +8,7 @@ import time
 
 import pytest
 
-from d2lhub.readiness import ServerDied, wait_until_listening
+from d2lhub.readiness import MAX_CHECK_EVERY, MAX_INTERVAL, ServerDied, stretched, wait_until_listening
 
 
 def free_port() -> int:
@@ -52,3 +52,11 @@ def test_nothing_listening_times_out_with_the_address():
     port = free_port()
     with pytest.raises(TimeoutError, match=f"127.0.0.1:{port}"):
         asyncio.run(wait_until_listening("127.0.0.1", port, alive, timeout=0.5, interval=0.05))
+
+
+def test_the_poll_stretches_when_many_servers_share_the_cores():
+    assert stretched(0.1, 1, 2) == 0.1  # a lone spawn is noticed within 0.1 s
+    assert stretched(0.1, 10, 2) == 0.5
+    assert stretched(0.1, 40, 2) == 2.0  # a class of 40 on 2 cores: 20 polls a second, not 400
+    assert stretched(0.1, 400, 2) == MAX_INTERVAL
+    assert stretched(1.0, 40, 2, MAX_CHECK_EVERY) == MAX_CHECK_EVERY  # and 4 Docker calls a second, not 40

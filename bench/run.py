@@ -267,15 +267,18 @@ def class_start(client, work: Path, students: int, stock: bool, prestarted: bool
         def one_student(browser: Browser) -> float | str:
             barrier.wait()
             started = time.monotonic()
+            step = "spawn"
             try:
                 browser.spawn(timeout=600, poll=1.0)
+                step = "open JupyterLab"
                 browser.open_server()
+                step = "run the cell"
                 result = browser.execute(MXNET_CELL, timeout=300)
                 if result.error or result.stdout.strip() != "262144.0":
                     return f"wrong result: {result.error or result.stdout!r}"
                 return time.monotonic() - started
             except Exception as exc:  # a failure is a figure here, not a crash
-                return f"{type(exc).__name__}: {exc}"[:200]
+                return f"{step}: {type(exc).__name__}: {exc}"[:200]
 
         with ThreadPoolExecutor(students) as pool:
             outcomes = list(pool.map(one_student, browsers))

@@ -9,6 +9,13 @@ from dataclasses import dataclass
 
 import requests
 import websocket
+from requests.adapters import HTTPAdapter
+from urllib3.util.retry import Retry
+
+# A browser sends an idempotent request again when a kept-alive connection it reused was just
+# closed by the server (the proxy closes idle ones after 5 s); requests does not, unless told.
+RESEND_IDEMPOTENT = Retry(total=2, connect=2, read=1, status=0, backoff_factor=0.2,
+                          allowed_methods=frozenset({"GET", "HEAD", "OPTIONS"}), raise_on_status=False)
 
 
 @dataclass
@@ -21,6 +28,8 @@ class Browser:
     def __init__(self, base_url: str):
         self.base_url = base_url.rstrip("/")
         self.session = requests.Session()
+        self.session.mount("http://", HTTPAdapter(max_retries=RESEND_IDEMPOTENT))
+        self.session.mount("https://", HTTPAdapter(max_retries=RESEND_IDEMPOTENT))
         self.name = ""
 
     def url(self, path: str) -> str:

@@ -15,14 +15,13 @@ import shutil
 import time
 from pathlib import Path
 
-from harness import REPO, remove_labelled, write_classroom
+from harness import REPO, place_collected, remove_labelled, write_classroom
 
 from d2lhub import bootstrap, config, grading
 
 NAME = "ex01-tensors-autograd"
 FIXTURES = REPO / "assignments" / "fixtures" / NAME
 COURSE_MOUNT = "/srv/course"
-TIMESTAMP = "2026-01-01 09:00:00.000000 UTC"
 
 
 def collected_course(folder: Path, submissions: int):
@@ -31,10 +30,7 @@ def collected_course(folder: Path, submissions: int):
     grading.release(classroom, NAME)
     answers = sorted(FIXTURES.glob("*.ipynb"))
     for index in range(submissions):
-        target = grading.course_root(classroom) / "submitted" / f"bench{index:03d}" / NAME
-        target.mkdir(parents=True)
-        shutil.copy(answers[index % len(answers)], target / f"{NAME}.ipynb")
-        (target / "timestamp.txt").write_text(TIMESTAMP)
+        place_collected(classroom, f"bench{index:03d}", NAME, answers[index % len(answers)].read_text())
     return classroom
 
 

@@ -32,7 +32,7 @@ class BackupError(Exception):
 
 
 def labelled_volumes(client: docker.DockerClient, instance: str) -> list[str]:
-    return sorted(v.name for v in client.volumes.list(filters={"label": f"{bootstrap.LABEL}={instance}"}))
+    return sorted(v.name for v in client.volumes.list(filters=bootstrap.labelled(instance)))
 
 
 def sqlite_copy(source: Path, target: Path) -> None:

@@ -24,6 +24,7 @@ import docker.errors
 from d2lhub.config import Classroom
 
 PACKAGE_DIR = Path(__file__).resolve().parent
+
 LABEL = "org.d2lhub.instance"
 Say = Callable[[str], None]
 
@@ -34,6 +35,11 @@ class BootstrapError(Exception):
 
 def _default_say(message: str) -> None:
     print(f"d2lhub: {message}", file=sys.stderr, flush=True)
+
+
+def labelled(instance: str) -> dict[str, str]:
+    """Docker's list filter for what this hub instance made: everything carries its label."""
+    return {"label": f"{LABEL}={instance}"}
 
 
 def can_install_packages() -> bool:

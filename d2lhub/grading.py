@@ -293,7 +293,7 @@ def student_uids(classroom: Classroom, client: docker.DockerClient | None = None
     """username -> uid, from the labels the spawner puts on each student's home volume."""
     client = client or bootstrap.docker_client()
     uids = {}
-    for volume in client.volumes.list(filters={"label": f"{bootstrap.LABEL}={classroom.spawner.instance}"}):
+    for volume in client.volumes.list(filters=bootstrap.labelled(classroom.spawner.instance)):
         labels = volume.attrs.get("Labels") or {}
         if USER_LABEL in labels and UID_LABEL in labels:
             uids[labels[USER_LABEL]] = int(labels[UID_LABEL])

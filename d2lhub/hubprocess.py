@@ -126,7 +126,7 @@ def stop(classroom: Classroom, wait_seconds: int = 30) -> bool:
 def stop_servers(classroom: Classroom) -> int:
     """Stop this hub's student containers (or Swarm services); their volumes (the students' work) stay."""
     client = bootstrap.docker_client()
-    mine = {"label": f"{bootstrap.LABEL}={classroom.spawner.instance}"}
+    mine = bootstrap.labelled(classroom.spawner.instance)
     if classroom.spawner.kind == "swarm":
         services = client.services.list(filters=mine)
         for service in services:
@@ -173,7 +173,7 @@ def status(classroom: Classroom) -> list[ServerRow]:
 
 def local_servers(client, classroom: Classroom) -> dict[str, tuple[str, str]]:
     """user -> (container, image) on this host's engine."""
-    found = client.containers.list(filters={"label": f"{bootstrap.LABEL}={classroom.spawner.instance}"})
+    found = client.containers.list(filters=bootstrap.labelled(classroom.spawner.instance))
     return {c.labels.get("org.d2lhub.user"): (c.name, (c.image.tags or [c.image.short_id])[0]) for c in found}
 
 
@@ -181,7 +181,7 @@ def swarm_servers(client, classroom: Classroom) -> dict[str, tuple[str, str]]:
     """user -> (service@node, image) across the Swarm."""
     hostnames = {node.id: node.attrs["Description"]["Hostname"] for node in client.nodes.list()}
     found = {}
-    for service in client.services.list(filters={"label": f"{bootstrap.LABEL}={classroom.spawner.instance}"}):
+    for service in client.services.list(filters=bootstrap.labelled(classroom.spawner.instance)):
         spec = service.attrs["Spec"]
         tasks = service.tasks(filters={"desired-state": "running"})
         node = hostnames.get(tasks[0].get("NodeID"), "?") if tasks else "no node yet"

@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 import docker
 import docker.errors
 
-from d2lhub.bootstrap import LABEL
+from d2lhub.bootstrap import labelled
 from d2lhub.config import Classroom
 
 GPU_NODE_LABEL = "org.d2lhub.gpus"
@@ -130,7 +130,7 @@ def label(client: docker.DockerClient, hostname: str, labels: dict[str, str]) ->
 def students_on(client: docker.DockerClient, hostname: str, instance: str) -> list[str]:
     """Students whose servers run on a node (the Swarm spawner's tasks of this hub)."""
     node = find(client, hostname)
-    services = {s.id: s for s in client.services.list(filters={"label": f"{LABEL}={instance}"})}
+    services = {s.id: s for s in client.services.list(filters=labelled(instance))}
     names = []
     for task in client.api.tasks(filters={"node": node.id, "desired-state": "running"}):
         service = services.get(task.get("ServiceID"))

@@ -25,14 +25,13 @@ from pathlib import Path
 
 import docker.errors
 import requests.exceptions
-from docker.types import DeviceRequest
-from docker.types import DriverConfig, Mount, RestartPolicy
+from docker.types import DeviceRequest, DriverConfig, Mount, RestartPolicy
 from dockerspawner import DockerSpawner, SwarmSpawner
 from traitlets import Any, Dict, Unicode
 from traitlets.config import LoggingConfigurable
 
 from d2lhub import diskspace, firewall, gpus, grading, nodes, readiness
-from d2lhub.bootstrap import LABEL
+from d2lhub.bootstrap import LABEL, labelled
 from d2lhub.config import Classroom, Profile
 from d2lhub.content import MANIFEST_NAME, CourseError, CourseManifest
 
@@ -336,9 +335,10 @@ class ClassroomMixin(LoggingConfigurable):
 
     async def _start(self):
         self._events = []
-        state = self.classroom.hub.state_dir
-        if diskspace.free_bytes(state) < self.classroom.hub.min_free_space:
-            raise RuntimeError(diskspace.full_message(state))
+        try:
+            diskspace.check(self.classroom)
+        except diskspace.DiskFull:  # a student reads the short form; the admin's commands give the figures
+            raise RuntimeError(diskspace.full_message(self.classroom.hub.state_dir)) from None
         if await asyncio.wrap_future(self.executor.submit(self._ensure_firewall)):
             self.log.warning("the firewall rules of %s were missing: re-applied", self.classroom.spawner.instance)
         profile, assignment = await self._assign_gpus(self.chosen_profile())
@@ -407,7 +407,7 @@ class ClassroomSpawner(ClassroomMixin, DockerSpawner):
         instance = self.classroom.spawner.instance
         return [
             container.get("Labels") or {}
-            for container in self.client.containers(all=True, filters={"label": f"{LABEL}={instance}"})
+            for container in self.client.containers(all=True, filters=labelled(instance))
             if container.get("State") in LIVE_STATES
         ]
 
@@ -439,7 +439,6 @@ class ClassroomSpawner(ClassroomMixin, DockerSpawner):
                     "nvidia-container-toolkit there (docs/admin.md, Adding a GPU node)."
                 ) from error
             raise
-
 
     async def _why_stopped(self) -> str | None:
         state = (await self.docker("inspect_container", self.container_id))["State"]
@@ -485,7 +484,7 @@ class ClassroomSwarmSpawner(ClassroomMixin, SwarmSpawner):
 
     def _live_labels(self) -> list[dict]:
         instance = self.classroom.spawner.instance
-        return [service["Spec"].get("Labels") or {} for service in self.client.services(filters={"label": f"{LABEL}={instance}"})]
+        return [service["Spec"].get("Labels") or {} for service in self.client.services(filters=labelled(instance))]
 
     @property
     def mounts(self) -> list[Mount]:

@@ -86,6 +86,18 @@ def remove_labelled(client, instance_filter, cutoff: datetime | None = None) -> 
             firewall.remove(network.attrs["Labels"][bootstrap.LABEL])
 
 
+def place_collected(classroom, student: str, assignment: str, notebook_text: str) -> Path:
+    """A submission where `collect` leaves one in the course folder (as nbgrader submit made it)."""
+    from d2lhub import grading
+
+    folder = grading.course_root(classroom) / "submitted" / student / assignment
+    folder.mkdir(parents=True)
+    (folder / f"{assignment}.ipynb").write_text(notebook_text)
+    (folder / "timestamp.txt").write_text("2025-01-01 00:00:00.000000 UTC")
+    (folder / "submission_secret.txt").write_text(uuid.uuid4().hex)
+    return folder
+
+
 def write_classroom(folder: Path, **overrides) -> Path:
     folder.mkdir(parents=True, exist_ok=True)
     instance = f"{TEST_PREFIX}{uuid.uuid4().hex[:8]}"

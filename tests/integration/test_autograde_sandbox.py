@@ -11,7 +11,7 @@ import yaml
 
 from d2lhub import config, grading
 
-from harness import REPO, TEST_PREFIX, remove_labelled
+from harness import REPO, TEST_PREFIX, place_collected, remove_labelled
 
 pytestmark = pytest.mark.integration
 NAME = "ex01-tensors-autograd"
@@ -93,11 +93,7 @@ def classroom(tmp_path_factory, docker_client):
 def test_hostile_submissions_are_graded_with_reasons(classroom, docker_client):
     grading.release(classroom, NAME)
     for student, (text, _, _) in SUBMISSIONS.items():
-        folder = grading.course_root(classroom) / "submitted" / student / NAME
-        folder.mkdir(parents=True)
-        (folder / f"{NAME}.ipynb").write_text(text)
-        (folder / "timestamp.txt").write_text("2025-01-01 00:00:00.000000 UTC")
-        (folder / "submission_secret.txt").write_text(uuid.uuid4().hex)  # as nbgrader submit leaves it
+        place_collected(classroom, student, NAME, text)
 
     graded = {g.student: g for g in grading.autograde(classroom, NAME, jobs=2)}
 

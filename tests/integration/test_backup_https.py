@@ -5,15 +5,13 @@ from __future__ import annotations
 import csv
 import io
 import json
-import shutil
 import subprocess
 
 import pytest
 import requests
 
-from harness import REPO, launched_hub, write_classroom, RunningHub, remove_labelled
+from harness import REPO, launched_hub, place_collected, write_classroom, RunningHub, remove_labelled
 from test_cli import d2lhub
-from d2lhub import grading
 
 pytestmark = pytest.mark.integration
 EXERCISE = "ex01-tensors-autograd"
@@ -25,9 +23,7 @@ def grade_by_autograde(hub, student: str, fixture: str) -> None:
     """The real grading path from release on: the fixture lands where `collect` puts a submission,
     then `d2lhub assignment autograde` runs it in the sandbox and writes the gradebook."""
     d2lhub("assignment", "release", EXERCISE, "--config", str(hub.path))
-    submitted = grading.course_root(hub.classroom) / "submitted" / student / EXERCISE
-    submitted.mkdir(parents=True)
-    shutil.copy(FIXTURES / f"{fixture}.ipynb", submitted / f"{EXERCISE}.ipynb")
+    place_collected(hub.classroom, student, EXERCISE, (FIXTURES / f"{fixture}.ipynb").read_text())
     graded = d2lhub("assignment", "autograde", EXERCISE, "--config", str(hub.path)).stdout
     assert f"{student} │ {EXPECTED[fixture]} / 10" in graded, graded
 

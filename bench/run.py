@@ -355,6 +355,7 @@ def main(
     submissions: int = typer.Option(12, help="submissions in the autograde-throughput batch"),
 ) -> None:
     client = bootstrap.docker_client()
+    bootstrap.ensure_proxy()
     image = bootstrap.student_image(config.load(REPO / "classroom.yaml"), client)
     results = Results()
     with tempfile.TemporaryDirectory(prefix="d2lbench-") as folder:

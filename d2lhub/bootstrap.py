@@ -187,6 +187,7 @@ def image_inputs(classroom: Classroom, key: str = "student") -> dict[str, bytes]
         files.update(context_files(getattr(classroom.images, key).context))
     files["delivery.py"] = (PACKAGE_DIR / "delivery.py").read_bytes()
     files["d2lhub_lazy_nbgrader.py"] = (PACKAGE_DIR / "lazy_nbgrader.py").read_bytes()
+    files["d2lhub_singleuser.py"] = (PACKAGE_DIR / "lean_singleuser.py").read_bytes()
     for cert in extra_certificates(classroom):
         files[f"ca-certificates/{cert.name}"] = cert.read_bytes()
     files.setdefault("ca-certificates/.keep", b"")

@@ -116,6 +116,8 @@ def prestart_command(
     group: Annotated[str | None, typer.Option("--group", "-g", help="whose servers (default: the course's students)")] = None,
     users: Annotated[list[str] | None, typer.Option("--user", "-u", help="these users instead of a group")] = None,
     parallel: Annotated[int, typer.Option("--parallel", "-p", min=0, help="servers starting at once (0: one per core)")] = 0,
+    on_schedule: Annotated[bool, typer.Option("--on-schedule", help="keep running, starting them at each time "
+                                              "prestart.schedule names (the hub runs this as a service)")] = False,
 ) -> None:
     """Start the class's servers before the lecture, so students find them running."""
     import os
@@ -123,6 +125,11 @@ def prestart_command(
     from d2lhub import prestart
 
     classroom = load(config_file)
+    if on_schedule:
+        if not classroom.prestart.schedule:
+            raise fail(f"{config_file}: prestart.schedule is empty; name the lectures' start times there")
+        prestart.on_schedule(classroom, lambda line: typer.echo(f"[lecture-prestart] {line}", err=True))
+        return
     if not hubprocess.answers(classroom):
         raise fail(f"no hub answers at {public_url(classroom)}; start it with `make up`")
     try:

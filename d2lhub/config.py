@@ -200,6 +200,40 @@ class Culling(Strict):
     every: int = Field(300, ge=10)
 
 
+class Prestart(Strict):
+    """Lectures the hub starts the class's servers for, a few minutes early (see d2lhub/prestart.py)."""
+
+    schedule: tuple[str, ...] = Field(
+        (),
+        description="cron lines (minute hour day-of-month month day-of-week, an optional sixth field for "
+        "seconds), in `timezone`: when to start the servers, e.g. '50 8 * * mon,wed' for 9:00 lectures",
+    )
+    timezone: str = Field("UTC", description="the IANA zone the schedule is read in, e.g. Europe/Berlin")
+    group: str | None = Field(None, description="whose servers (default: the course's students)")
+    parallel: int = Field(0, ge=0, description="servers starting at once (0: one per core)")
+
+    @field_validator("schedule")
+    @classmethod
+    def cron_lines(cls, lines: tuple[str, ...]) -> tuple[str, ...]:
+        from croniter import croniter
+
+        bad = [line for line in lines if not croniter.is_valid(line)]
+        if bad:
+            raise ValueError(f"not a cron line: {', '.join(repr(line) for line in bad)} (e.g. '50 8 * * mon,wed')")
+        return lines
+
+    @field_validator("timezone")
+    @classmethod
+    def known_zone(cls, name: str) -> str:
+        from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+        try:
+            ZoneInfo(name)
+        except (ZoneInfoNotFoundError, ValueError):
+            raise ValueError(f"unknown time zone {name!r} (an IANA name such as Europe/Berlin)") from None
+        return name
+
+
 class Spawner(Strict):
     instance: str = Field(
         "d2lhub",
@@ -250,6 +284,7 @@ class Classroom(Strict):
     limits: Limits = Limits()
     profiles: tuple[Profile, ...] = (Profile(name="cpu", display_name="CPU"),)
     culling: Culling = Culling()
+    prestart: Prestart = Prestart()
     spawner: Spawner = Spawner()
     gpus: Gpus = Gpus()
     grading: Grading = Grading()

@@ -105,7 +105,8 @@ def firewall_inputs(classroom: Classroom, network_id: str) -> dict:
 
 
 def apply(c, path: Path | None = None) -> Classroom:
-    classroom = load(path or config_path())
+    path = (path or config_path()).resolve()
+    classroom = load(path)
     state = classroom.hub.state_dir
     state.mkdir(parents=True, exist_ok=True)
     diskspace.check(classroom, "start the hub")  # raises DiskFull: the hub does not start on a full disk
@@ -187,6 +188,14 @@ def apply(c, path: Path | None = None) -> Classroom:
                 "name": "idle-culler",
                 "scopes": ["list:users", "read:users:activity", "read:servers", "delete:servers"],
                 "services": ["idle-culler"],
+            }
+        )
+    if classroom.prestart.schedule:
+        services.append(
+            {
+                "name": "lecture-prestart",
+                "command": [sys.executable, "-m", "d2lhub.cli", "prestart", "--on-schedule",
+                            "--config", str(path)],
             }
         )
     c.JupyterHub.services = services

@@ -5,14 +5,23 @@ On a small machine a class signing in at once is bound by CPU: every server's st
 before, in a bounded stream, that work is done when the students arrive; a server nobody
 uses is stopped by the idle culler after `culling.timeout` like any other.
 Everything goes through the hub's REST API, so the hub's records stay the truth.
+
+With `prestart.schedule` in classroom.yaml the hub runs `on_schedule` as its
+`lecture-prestart` service, so nobody has to remember the command before each lecture.
 """
 
 from __future__ import annotations
 
+import os
 import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
+from datetime import datetime, timezone
 from typing import Callable
+from zoneinfo import ZoneInfo
+
+import requests
+from croniter import croniter
 
 from d2lhub import hubprocess
 from d2lhub.config import Classroom
@@ -94,3 +103,33 @@ def prestart(
 
     with ThreadPoolExecutor(parallel) as pool:
         return list(pool.map(one, members))
+
+
+def next_start(schedule: tuple[str, ...], zone: str, after: datetime) -> datetime:
+    """The first moment after `after` that any schedule line names, read in `zone` (so DST shifts with it)."""
+    local = after.astimezone(ZoneInfo(zone))
+    return min(croniter(line, local).get_next(datetime) for line in schedule)
+
+
+def on_schedule(classroom: Classroom, say: Callable[[str], None]) -> None:
+    """Start the class's servers at every time the schedule names, for as long as the hub runs."""
+    settings = classroom.prestart
+    parallel = settings.parallel or os.cpu_count() or 1
+    while True:
+        due = next_start(settings.schedule, settings.timezone, datetime.now(timezone.utc))
+        say(f"next start of the class's servers: {due.isoformat()}")
+        while (left := (due - datetime.now(timezone.utc)).total_seconds()) > 0:
+            time.sleep(min(left, 60))  # short naps: a changed system clock is noticed within a minute
+        try:
+            members = class_members(classroom, settings.group, [])
+        except (PrestartError, requests.RequestException) as exc:
+            say(f"no servers started: {exc}")
+            continue
+        began = time.monotonic()
+        outcomes = prestart(classroom, members, parallel)
+        states = {state: sum(o.state == state for o in outcomes) for state in ("started", "already running", "failed")}
+        say(f"{len(members)} server(s) in {time.monotonic() - began:.0f} s: "
+            + ", ".join(f"{count} {state}" for state, count in states.items()))
+        for outcome in outcomes:
+            if outcome.state == "failed":
+                say(f"{outcome.user}: {outcome.reason}")

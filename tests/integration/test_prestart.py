@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import re
 import time
 
 import pytest
+from harness import launched_hub
 from typer.testing import CliRunner
 
 from d2lhub import hubprocess
@@ -48,3 +50,23 @@ def test_prestart_starts_the_students_servers_once(hub):
         deadline = time.monotonic() + 60
         while any(servers(hub)[n] for n in STUDENTS) and time.monotonic() < deadline:
             time.sleep(0.5)
+
+
+def test_the_hub_starts_the_class_at_each_scheduled_time(tmp_path, docker_client):
+    """prestart.schedule: the hub's lecture-prestart service starts the servers; nobody runs a command."""
+    hubs = launched_hub(tmp_path, docker_client, prestart={"schedule": ["* * * * * */15"]})  # every 15 s
+    hub = next(hubs)
+    try:
+        summary = re.compile(r"\[lecture-prestart\] 2 server\(s\) in \d+ s: 2 started, 0 already running, 0 failed")
+        log = hubprocess.log_file(hub.classroom)
+        deadline = time.monotonic() + 120
+        while not summary.search(log.read_text()) and time.monotonic() < deadline:
+            time.sleep(1)
+        assert summary.search(log.read_text()), log.read_text()[-3000:]
+        assert "[lecture-prestart] next start of the class's servers: " in log.read_text()
+        running = servers(hub)
+        assert all(running[n].get("ready") for n in STUDENTS), running
+        assert not running["teacher"]  # only the course's students
+        assert hub.browser("student1").open_server().status_code == 200
+    finally:
+        hubs.close()

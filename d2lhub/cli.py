@@ -116,6 +116,8 @@ def prestart_command(
     group: Annotated[str | None, typer.Option("--group", "-g", help="whose servers (default: the course's students)")] = None,
     users: Annotated[list[str] | None, typer.Option("--user", "-u", help="these users instead of a group")] = None,
     parallel: Annotated[int, typer.Option("--parallel", "-p", min=0, help="servers starting at once (0: one per core)")] = 0,
+    notebook: Annotated[str | None, typer.Option("--notebook", "-n", help="also open and warm this notebook's kernel "
+                                                 "(relative to the home; default: prestart.notebook)")] = None,
     on_schedule: Annotated[bool, typer.Option("--on-schedule", help="keep running, starting them at each time "
                                               "prestart.schedule names (the hub runs this as a service)")] = False,
 ) -> None:
@@ -140,7 +142,7 @@ def prestart_command(
                   console=console) as progress:
         task = progress.add_task("starting servers", total=len(members))
         outcomes = prestart.prestart(classroom, members, parallel or os.cpu_count() or 1,
-                                     lambda outcome: progress.advance(task))
+                                     lambda outcome: progress.advance(task), notebook or classroom.prestart.notebook)
     table = Table(title=f"{len(members)} server(s); idle ones stop after {classroom.culling.timeout} s")
     for column in ("user", "server", "seconds", "reason"):
         table.add_column(column)

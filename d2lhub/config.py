@@ -211,6 +211,14 @@ class Prestart(Strict):
     timezone: str = Field("UTC", description="the IANA zone the schedule is read in, e.g. Europe/Berlin")
     group: str | None = Field(None, description="whose servers (default: the course's students)")
     parallel: int = Field(0, ge=0, description="servers starting at once (0: one per core)")
+    notebook: str | None = Field(
+        None,
+        pattern=r"^[^/].*\.ipynb$",
+        description="the lecture's notebook, relative to the students' home (e.g. "
+        "d2l/chapter_preliminaries/ndarray.ipynb): its kernel is started and warmed in each server, "
+        "so opening it in JupyterLab finds the kernel ready",
+    )
+    warm_up: str = Field("import mxnet", description="code that kernel runs silently first (not in its history)")
 
     @field_validator("schedule")
     @classmethod

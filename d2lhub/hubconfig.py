@@ -166,7 +166,8 @@ def apply(c, path: Path | None = None) -> Classroom:
     roles = [
         {
             "name": CLI_SERVICE,
-            "scopes": ["admin:users", "admin:servers", "admin:groups", "list:users", "read:users"],
+            "scopes": ["admin:users", "admin:servers", "admin:groups", "list:users", "read:users",
+                       "access:servers"],  # prestart opens the lecture's kernel in each server
             "services": [CLI_SERVICE],
         }
     ]

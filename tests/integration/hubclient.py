@@ -2,26 +2,18 @@
 
 from __future__ import annotations
 
-import json
 import time
-import uuid
-from dataclasses import dataclass
 
 import requests
-import websocket
 from requests.adapters import HTTPAdapter
 from urllib3.util.retry import Retry
+
+from d2lhub.kernelrun import KernelResult, run_code
 
 # A browser sends an idempotent request again when a kept-alive connection it reused was just
 # closed by the server (the proxy closes idle ones after 5 s); requests does not, unless told.
 RESEND_IDEMPOTENT = Retry(total=2, connect=2, read=1, status=0, backoff_factor=0.2,
                           allowed_methods=frozenset({"GET", "HEAD", "OPTIONS"}), raise_on_status=False)
-
-
-@dataclass
-class ExecResult:
-    stdout: str
-    error: str | None
 
 
 class Browser:
@@ -107,49 +99,30 @@ class Browser:
         response.raise_for_status()
         return sorted(item["name"] for item in response.json()["content"])
 
-    def execute(self, code: str, timeout: float = 120, shutdown: bool = True) -> ExecResult:
-        """Run code in a fresh kernel over the kernel websocket, the way JupyterLab does."""
+    def open_notebook(self, path: str) -> str:
+        """Open a notebook as JupyterLab does: join the kernel of its session, or start one; returns the kernel id."""
         self.open_server()
-        kernel = self.server_api("POST", "/kernels", json={"name": "python3"})
-        kernel.raise_for_status()
-        kernel_id = kernel.json()["id"]
+        sessions = self.server_api("GET", "/sessions")
+        sessions.raise_for_status()
+        found = next((s for s in sessions.json() if s["path"] == path), None)
+        if found is None:
+            created = self.server_api("POST", "/sessions", json={"path": path, "name": path.rsplit("/", 1)[-1],
+                                                                  "type": "notebook", "kernel": {"name": "python3"}})
+            created.raise_for_status()
+            found = created.json()
+        return found["kernel"]["id"]
+
+    def execute(self, code: str, timeout: float = 120, shutdown: bool = True, kernel_id: str | None = None) -> KernelResult:
+        """Run code over the kernel websocket, the way JupyterLab does: in `kernel_id`, or in a fresh kernel."""
+        if kernel_id is None:
+            self.open_server()
+            kernel = self.server_api("POST", "/kernels", json={"name": "python3"})
+            kernel.raise_for_status()
+            kernel_id = kernel.json()["id"]
         ws_url = self.url(f"/user/{self.name}/api/kernels/{kernel_id}/channels").replace("http", "ws", 1)
         cookie = "; ".join(f"{c.name}={c.value}" for c in self.session.cookies)
-        ws = websocket.create_connection(ws_url, cookie=cookie, timeout=timeout)
-        msg_id = uuid.uuid4().hex
-        ws.send(
-            json.dumps(
-                {
-                    "header": {"msg_id": msg_id, "msg_type": "execute_request", "username": self.name,
-                               "session": uuid.uuid4().hex, "version": "5.3"},
-                    "parent_header": {},
-                    "metadata": {},
-                    "content": {"code": code, "silent": False, "store_history": False,
-                                "user_expressions": {}, "allow_stdin": False},
-                    "channel": "shell",
-                    "buffers": [],
-                }
-            )
-        )
-        stdout, error = [], None
-        deadline = time.monotonic() + timeout
         try:
-            while time.monotonic() < deadline:
-                message = json.loads(ws.recv())
-                kind = message["msg_type"]
-                if kind == "status" and message["content"]["execution_state"] in {"restarting", "dead"}:
-                    error = f"kernel {message['content']['execution_state']}"  # e.g. killed at the memory limit
-                    break
-                if message.get("parent_header", {}).get("msg_id") != msg_id:
-                    continue
-                if kind == "stream":
-                    stdout.append(message["content"]["text"])
-                elif kind == "error":
-                    error = f"{message['content']['ename']}: {message['content']['evalue']}"
-                elif kind == "status" and message["content"]["execution_state"] == "idle":
-                    break
+            return run_code(ws_url, code, timeout, cookie=cookie)
         finally:
-            ws.close()
             if shutdown:
                 self.server_api("DELETE", f"/kernels/{kernel_id}")
-        return ExecResult("".join(stdout), error)

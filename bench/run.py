@@ -359,7 +359,7 @@ def write_markdown(results: Results, students: int) -> Path:
 
 def main(
     students: int = typer.Option(40, help="simulated students in the class-start scenario"),
-    runs: int = typer.Option(5, help="warm spawns and bare runs to take percentiles over"),
+    runs: int = typer.Option(9, help="warm spawns and bare runs to take percentiles over"),
     stock: bool = typer.Option(True, help="also measure stock DockerSpawner"),
     cold_build: bool = typer.Option(True, help="time an image build with no layer cache"),
     submissions: int = typer.Option(12, help="submissions in the autograde-throughput batch"),

@@ -1,9 +1,10 @@
 """`jupyterhub-singleuser` without loading the hub's database layer at start-up.
 
 The single-user server imports `jupyterhub.log` and `jupyterhub.services.auth`, and through
-them the hub's ORM, roles, SQLAlchemy and Alembic, and the hub's own request handlers:
-about a third of a student server's start-up CPU, for code a student server never runs
-(it checks tokens over the hub's API; its scope check opens no database). Installed in the
+them the hub's ORM and roles (with SQLAlchemy's ORM and Alembic) and the hub's own request
+handlers: about a third of a student server's start-up CPU, for code a student server never
+runs (it checks tokens over the hub's API; its scope check opens no database). SQLAlchemy's
+core still loads: `jupyterhub.utils` names one of its exceptions. Installed in the
 student image as `d2lhub_singleuser` and started by `d2lhub-start`.
 
 - The database modules are entered in `sys.modules` as stand-ins (PEP 562 `__getattr__`):
@@ -23,7 +24,7 @@ import importlib.util
 import sys
 import types
 
-DEFERRED_MODULES = ("jupyterhub.orm", "jupyterhub.roles", "sqlalchemy")
+DEFERRED_MODULES = ("jupyterhub.orm", "jupyterhub.roles")
 HUB_HANDLERS = "jupyterhub.handlers"
 
 

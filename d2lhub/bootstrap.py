@@ -8,9 +8,12 @@ packages with debootstrap unless the admin chooses to pull it.
 
 from __future__ import annotations
 
+import fcntl
 import hashlib
 import os
 import shutil
+import socket
+import struct
 import subprocess
 import sys
 import tempfile
@@ -26,6 +29,7 @@ from d2lhub.config import Classroom
 PACKAGE_DIR = Path(__file__).resolve().parent
 
 LABEL = "org.d2lhub.instance"
+SIOCGIFADDR = 0x8915  # Linux ioctl: an interface's IPv4 address
 Say = Callable[[str], None]
 
 
@@ -304,11 +308,30 @@ def swarm_manager_address(client: docker.DockerClient) -> str:
 
 
 def network_gateway(network) -> str:
+    """The host's address on a bridge network, where its containers reach the hub.
+
+    An engine's first start records the default bridge without its gateway (later starts
+    record it), so the bridge interface's own address answers then.
+    """
     configs = network.attrs.get("IPAM", {}).get("Config") or []
     for config in configs:
         if config.get("Gateway"):
             return config["Gateway"]
+    interface = (network.attrs.get("Options") or {}).get("com.docker.network.bridge.name")
+    address = interface_address(interface) if interface else None
+    if address:
+        return address
     raise BootstrapError(f"network {network.name} has no gateway address")
+
+
+def interface_address(name: str) -> str | None:
+    """The IPv4 address of a network interface on this host (SIOCGIFADDR); None when it has none."""
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as probe:
+        try:
+            request = fcntl.ioctl(probe.fileno(), SIOCGIFADDR, struct.pack("256s", name.encode()[:15]))
+        except OSError:
+            return None
+    return socket.inet_ntoa(request[20:24])
 
 
 def ensure_images(client: docker.DockerClient, classroom: Classroom, say: Say = _default_say) -> dict[str, str]:

@@ -115,3 +115,19 @@ def test_gpu_lock_is_the_cpu_lock_with_cuda_mxnet():
         "nvidia-cusolver-cu11", "nvidia-cusparse-cu11", "nvidia-cuda-nvrtc-cu11", "nvidia-nvtx-cu11",
         "nvidia-cudnn-cu11", "nvidia-nccl-cu11", "setuptools", "wheel",
     }
+
+
+class Network:
+    def __init__(self, attrs: dict):
+        self.name, self.attrs = "bridge", attrs
+
+
+def test_gateway_from_the_network_or_else_its_interface():
+    recorded = {"IPAM": {"Config": [{"Subnet": "172.17.0.0/16", "Gateway": "172.17.0.1"}]}}
+    assert bootstrap.network_gateway(Network(recorded)) == "172.17.0.1"
+    # an engine's first start records the default bridge without its gateway: ask the interface
+    first_start = {"IPAM": {"Config": [{"Subnet": "127.0.0.0/8"}]}, "Options": {"com.docker.network.bridge.name": "lo"}}
+    assert bootstrap.network_gateway(Network(first_start)) == "127.0.0.1"
+    gone = {"IPAM": {"Config": [{"Subnet": "10.9.0.0/16"}]}, "Options": {"com.docker.network.bridge.name": "no-such-if0"}}
+    with pytest.raises(bootstrap.BootstrapError, match="network bridge has no gateway address"):
+        bootstrap.network_gateway(Network(gone))

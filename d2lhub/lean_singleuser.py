@@ -1,71 +1,70 @@
 """`jupyterhub-singleuser` without loading the hub's database layer at start-up.
 
-The single-user server imports `jupyterhub.log` and `jupyterhub.services.auth`, and through
-them the hub's ORM and roles (with SQLAlchemy's ORM and Alembic) and the hub's own request
-handlers: about a third of a student server's start-up CPU, for code a student server never
-runs (it checks tokens over the hub's API; its scope check opens no database). SQLAlchemy's
-core still loads: `jupyterhub.utils` names one of its exceptions. Installed in the
-student image as `d2lhub_singleuser` and started by `d2lhub-start`.
+The single-user server imports `jupyterhub.log`, `jupyterhub.utils` and
+`jupyterhub.services.auth`, and through them the hub's ORM and roles, SQLAlchemy, Alembic and
+the hub's own request handlers: nearly half of a student server's start-up CPU, for code a
+student server never runs (it checks tokens over the hub's API; its scope check opens no
+database). Installed in the student image as `d2lhub_singleuser` and started by `d2lhub-start`.
 
-- The database modules are entered in `sys.modules` as stand-ins (PEP 562 `__getattr__`):
-  the first use of any of their names imports the real module, so nothing changes if some
-  code path does need them; it only pays then.
-- `jupyterhub.log` takes `HealthCheckHandler` from the hub's handlers only to lower the log
-  level of the hub's health checks, a handler that never runs in a single-user server; it
-  gets a class no handler is an instance of, the same answer for every request here. The
-  stand-in package is removed once the server's modules are loaded, so a later import of
-  `jupyterhub.handlers` gets the real one.
+While the server's modules load, `sys.modules` holds stand-ins for these:
+
+- The database modules (`jupyterhub.orm`, `jupyterhub.roles`, `sqlalchemy`): a module that
+  imports the real one on the first name asked of it and answers from there, so nothing
+  changes if some code path does need them (an instructor's formgrader uses SQLAlchemy); it
+  only pays then.
+- Two names that are imported only to be compared against: `jupyterhub.log` checks
+  requests against the hub's `HealthCheckHandler` (to log the hub's health checks quietly),
+  and `jupyterhub.utils` catches SQLAlchemy's base error in `catch_db_error`, a decorator of
+  the hub's database handlers. Neither that handler nor the decorated ones run in a
+  single-user server, so placeholders give the same answers.
+
+Once the server's modules are loaded the stand-ins leave `sys.modules`: any later import
+(`import sqlalchemy.orm`, `jupyterhub.handlers`) is an ordinary one of the real module.
 """
 
 from __future__ import annotations
 
 import importlib
-import importlib.util
 import sys
 import types
+from typing import Callable
 
-DEFERRED_MODULES = ("jupyterhub.orm", "jupyterhub.roles")
-HUB_HANDLERS = "jupyterhub.handlers"
+DEFERRED_MODULES = ("jupyterhub.orm", "jupyterhub.roles", "sqlalchemy")
 
 
-def defer(name: str) -> None:
-    """Enter a stand-in for `name` that imports the real module on the first attribute asked of it."""
+def forwarding_module(name: str) -> types.ModuleType:
+    """A module that imports `name` on the first name asked of it (PEP 562) and answers from there."""
     stand_in = types.ModuleType(name)
-    stand_in.__spec__ = importlib.util.find_spec(name)
-
-    def load(attribute: str):
-        if sys.modules.get(name) is stand_in:
-            del sys.modules[name]
-        real = importlib.import_module(name)
-        del stand_in.__getattr__
-        stand_in.__dict__.update(real.__dict__)  # holders of the stand-in see the real names from now on
-        return getattr(real, attribute)
-
-    stand_in.__getattr__ = load
-    sys.modules[name] = stand_in
+    stand_in.__getattr__ = lambda attribute: getattr(importlib.import_module(name), attribute)
+    return stand_in
 
 
-def without_hub_handlers(load: types.FunctionType):
-    """Run `load` while `jupyterhub.handlers.pages` is a package holding only a placeholder health-check handler."""
-    pages = types.ModuleType(f"{HUB_HANDLERS}.pages")
+def stand_in_modules() -> dict[str, types.ModuleType]:
+    """Every stand-in by module name: placeholders for the two compared names, forwarders for the database layer."""
+    pages = types.ModuleType("jupyterhub.handlers.pages")
     pages.HealthCheckHandler = type("HubHealthCheckHandler", (), {})
-    handlers = types.ModuleType(HUB_HANDLERS)
+    handlers = types.ModuleType("jupyterhub.handlers")
     handlers.__path__ = []
     handlers.pages = pages
-    sys.modules.update({HUB_HANDLERS: handlers, pages.__name__: pages})
+    database_errors = types.ModuleType("sqlalchemy.exc")
+    database_errors.SQLAlchemyError = type("SQLAlchemyError", (Exception,), {})
+    deferred = [forwarding_module(name) for name in DEFERRED_MODULES]
+    return {module.__name__: module for module in (handlers, pages, database_errors, *deferred)}
+
+
+def with_stand_ins(load: Callable[[], types.ModuleType]) -> types.ModuleType:
+    stand_ins = {name: module for name, module in stand_in_modules().items() if name not in sys.modules}
+    sys.modules.update(stand_ins)
     try:
         return load()
     finally:
-        for name in (HUB_HANDLERS, pages.__name__):
-            if sys.modules.get(name) in (handlers, pages):
+        for name, module in stand_ins.items():
+            if sys.modules.get(name) is module:
                 del sys.modules[name]
 
 
 def singleuser_main():
-    for name in DEFERRED_MODULES:
-        if name not in sys.modules:
-            defer(name)
-    return without_hub_handlers(lambda: importlib.import_module("jupyterhub.singleuser")).main
+    return with_stand_ins(lambda: importlib.import_module("jupyterhub.singleuser")).main
 
 
 if __name__ == "__main__":

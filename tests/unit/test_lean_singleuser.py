@@ -22,7 +22,8 @@ def test_server_modules_load_without_the_database_layer():
     found = run_python(
         "main = lean_singleuser.singleuser_main()\n"
         "print(json.dumps({'main': callable(main), 'loaded': [m for m in "
-        "('sqlalchemy.orm', 'alembic', 'jupyterhub.handlers.base', 'jupyterhub.handlers.pages') if m in sys.modules]}))"
+        "('sqlalchemy.engine', 'sqlalchemy.exc', 'sqlalchemy.orm', 'alembic', 'jupyterhub.handlers.base', "
+        "'jupyterhub.handlers.pages') if m in sys.modules]}))"
     )
     assert found == {"main": True, "loaded": []}
 
@@ -32,8 +33,10 @@ def test_deferred_names_resolve_to_the_real_modules_on_first_use():
         "lean_singleuser.singleuser_main()\n"
         "import jupyterhub.scopes as scopes\n"
         "user = scopes.orm.User\n"
-        "import jupyterhub.orm, jupyterhub.handlers.pages as pages\n"
+        "import jupyterhub.orm, jupyterhub.handlers.pages as pages, sqlalchemy.exc\n"
         "print(json.dumps({'same_class': user is jupyterhub.orm.User, 'orm_loaded': 'sqlalchemy.orm' in sys.modules,"
-        " 'hub_health_check': pages.HealthCheckHandler.__module__}))"
+        " 'hub_health_check': pages.HealthCheckHandler.__module__,"
+        " 'database_error': sqlalchemy.exc.SQLAlchemyError.__module__, 'column': sqlalchemy.Column.__name__}))"
     )
-    assert found == {"same_class": True, "orm_loaded": True, "hub_health_check": "jupyterhub.handlers.pages"}
+    assert found == {"same_class": True, "orm_loaded": True, "hub_health_check": "jupyterhub.handlers.pages",
+                     "database_error": "sqlalchemy.exc", "column": "Column"}

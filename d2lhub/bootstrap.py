@@ -226,11 +226,10 @@ def ensure_student_image(
     client: docker.DockerClient, classroom: Classroom, say: Say = _default_say, key: str = "student"
 ) -> str:
     tag = student_image(classroom, client, key)
-    if has_image(client, tag):
-        return tag
-    say(f"building {tag} (a first build takes several minutes)")
-    build_student_image(client, classroom, tag, say, key)
-    client.api.tag(tag, getattr(classroom.images, key).name, "latest")
+    if not has_image(client, tag):
+        say(f"building {tag} (a first build takes several minutes)")
+        build_student_image(client, classroom, tag, say, key)
+    client.api.tag(tag, getattr(classroom.images, key).name, "latest")  # `latest` follows the inputs back too
     return tag
 
 

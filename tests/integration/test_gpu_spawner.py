@@ -41,6 +41,8 @@ def classroom(docker_client, tmp_path):
     yield room
     ClassroomSpawner.reset_shared_state()
     remove_labelled(docker_client, lambda value: value == instance)
+    for volume in docker_client.volumes.list(filters={"name": instance}):  # made by Docker itself, unlabelled
+        volume.remove(force=True)
 
 
 def spawner(room: Classroom, state_file, name: str, uid: int, profile: str, groups=("gpu-users",)) -> ClassroomSpawner:

@@ -122,8 +122,6 @@ def prestart_command(
                                               "prestart.schedule names (the hub runs this as a service)")] = False,
 ) -> None:
     """Start the class's servers before the lecture, so students find them running."""
-    import os
-
     from d2lhub import prestart
 
     classroom = load(config_file)
@@ -141,7 +139,7 @@ def prestart_command(
     with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
                   console=console) as progress:
         task = progress.add_task("starting servers", total=len(members))
-        outcomes = prestart.prestart(classroom, members, parallel or os.cpu_count() or 1,
+        outcomes = prestart.prestart(classroom, members, parallel,
                                      lambda outcome: progress.advance(task), notebook or classroom.prestart.notebook)
     table = Table(title=f"{len(members)} server(s); idle ones stop after {classroom.culling.timeout} s")
     for column in ("user", "server", "seconds", "reason"):

@@ -53,11 +53,18 @@ def running_pid(classroom: Classroom) -> int | None:
 
 
 def api(classroom: Classroom, path: str, method: str = "GET", **kwargs) -> requests.Response:
+    return through_proxy(classroom, f"/hub/api{path}", method, **kwargs)
+
+
+def through_proxy(
+    classroom: Classroom, path: str, method: str = "GET", timeout: float = 30, **kwargs
+) -> requests.Response:
+    """A request to the hub's public address with the CLI's token: the hub's API, or (scope access:servers) a server's."""
     return requests.request(
         method,
-        f"{public_url(classroom)}/hub/api{path}",
+        f"{public_url(classroom)}{path}",
         headers={"Authorization": f"token {cli_token(classroom)}"},
-        timeout=30,
+        timeout=timeout,
         verify=False if classroom.hub.https else True,
         **kwargs,
     )

@@ -16,6 +16,11 @@ class KernelResult:
     error: str | None  # "Name: value" of an exception, "kernel dead" or "no answer in N s"; None when it ran
 
 
+def channels_url(base_url: str, user: str, kernel_id: str) -> str:
+    """The websocket of a kernel in a user's server, behind the hub's proxy at `base_url` (http or https)."""
+    return f"{base_url.replace('http', 'ws', 1)}/user/{user}/api/kernels/{kernel_id}/channels"
+
+
 def run_code(
     ws_url: str, code: str, timeout: float, header: list[str] | None = None, cookie: str | None = None,
     silent: bool = False,
@@ -23,21 +28,21 @@ def run_code(
     """Send one execute request and collect its output until the kernel is idle again."""
     ws = websocket.create_connection(ws_url, header=header, cookie=cookie, timeout=timeout)
     msg_id = uuid.uuid4().hex
-    ws.send(json.dumps({
-        "header": {"msg_id": msg_id, "msg_type": "execute_request", "username": "", "session": uuid.uuid4().hex,
-                   "version": "5.3"},
-        "parent_header": {},
-        "metadata": {},
-        "content": {"code": code, "silent": silent, "store_history": False, "user_expressions": {},
-                    "allow_stdin": False},
-        "channel": "shell",
-        "buffers": [],
-    }))
     stdout: list[str] = []
     error: str | None = None
     replied = idle = False  # output ends at idle (IOPub), the verdict comes in the reply (shell): wait for both
     deadline = time.monotonic() + timeout
     try:
+        ws.send(json.dumps({
+            "header": {"msg_id": msg_id, "msg_type": "execute_request", "username": "", "session": uuid.uuid4().hex,
+                       "version": "5.3"},
+            "parent_header": {},
+            "metadata": {},
+            "content": {"code": code, "silent": silent, "store_history": False, "user_expressions": {},
+                        "allow_stdin": False},
+            "channel": "shell",
+            "buffers": [],
+        }))
         while not (replied and idle):
             if time.monotonic() > deadline:
                 return KernelResult("".join(stdout), f"no answer in {timeout:.0f} s")

@@ -30,7 +30,7 @@ from d2lhub import hubprocess
 from d2lhub.config import Classroom
 from d2lhub.grading import group_names
 from d2lhub.hubconfig import cli_token, public_url
-from d2lhub.kernelrun import run_code
+from d2lhub.kernelrun import channels_url, run_code
 
 
 class PrestartError(Exception):
@@ -73,11 +73,8 @@ def server_state(classroom: Classroom, user: str) -> dict | None:
 
 
 def server_api(classroom: Classroom, user: str, path: str, method: str = "GET", **kwargs) -> requests.Response:
-    """The user's Jupyter server's REST API, through the proxy, with the CLI's token (scope access:servers)."""
-    return requests.request(
-        method, f"{public_url(classroom)}/user/{user}/api{path}", headers={"Authorization": f"token {cli_token(classroom)}"},
-        timeout=60, verify=not classroom.hub.https, **kwargs,
-    )
+    """The user's Jupyter server's REST API, through the proxy."""
+    return hubprocess.through_proxy(classroom, f"/user/{user}/api{path}", method, timeout=60, **kwargs)
 
 
 def warm_notebook(classroom: Classroom, user: str, notebook: str, timeout: float) -> str:
@@ -99,9 +96,8 @@ def warm_notebook(classroom: Classroom, user: str, notebook: str, timeout: float
             session = created.json()
     except requests.RequestException as exc:
         return f"the server did not open {notebook}: {exc}"
-    ws_url = f"{public_url(classroom)}/user/{user}/api/kernels/{session['kernel']['id']}/channels"
     try:
-        result = run_code(ws_url.replace("http", "ws", 1), classroom.prestart.warm_up, timeout,
+        result = run_code(channels_url(public_url(classroom), user, session["kernel"]["id"]), classroom.prestart.warm_up, timeout,
                           header=[f"Authorization: token {cli_token(classroom)}"], silent=True)
     except (OSError, websocket.WebSocketException) as exc:
         return f"the kernel of {notebook} did not answer: {exc}"
@@ -115,7 +111,8 @@ def start_one(classroom: Classroom, user: str, timeout: float, notebook: str | N
         problem = warm_notebook(classroom, user, notebook, max(1.0, timeout - (time.monotonic() - started)))
         if problem:
             return Outcome(user, "failed", time.monotonic() - started, problem)
-        outcome.seconds = time.monotonic() - started if outcome.state == "started" else 0.0
+        if outcome.state == "started":
+            outcome.seconds = time.monotonic() - started
     return outcome
 
 
@@ -145,8 +142,9 @@ def prestart(
     done: Callable[[Outcome], None] | None = None,
     notebook: str | None = None,
 ) -> list[Outcome]:
-    """Start the members' servers (and the notebook's kernel), `parallel` at a time; one failure never stops the others."""
+    """Start the members' servers (and the notebook's kernel), `parallel` at a time (0: one per core); one failure never stops the others."""
     timeout = classroom.hub.start_timeout + 30
+    parallel = parallel or os.cpu_count() or 1
 
     def one(user: str) -> Outcome:
         outcome = start_one(classroom, user, timeout, notebook)
@@ -167,7 +165,6 @@ def next_start(schedule: tuple[str, ...], zone: str, after: datetime) -> datetim
 def on_schedule(classroom: Classroom, say: Callable[[str], None]) -> None:
     """Start the class's servers at every time the schedule names, for as long as the hub runs."""
     settings = classroom.prestart
-    parallel = settings.parallel or os.cpu_count() or 1
     while True:
         due = next_start(settings.schedule, settings.timezone, datetime.now(timezone.utc))
         say(f"next start of the class's servers: {due.isoformat()}")
@@ -179,7 +176,7 @@ def on_schedule(classroom: Classroom, say: Callable[[str], None]) -> None:
             say(f"no servers started: {exc}")
             continue
         began = time.monotonic()
-        outcomes = prestart(classroom, members, parallel, notebook=settings.notebook)
+        outcomes = prestart(classroom, members, settings.parallel, notebook=settings.notebook)
         states = {state: sum(o.state == state for o in outcomes) for state in ("started", "already running", "failed")}
         say(f"{len(members)} server(s) in {time.monotonic() - began:.0f} s: "
             + ", ".join(f"{count} {state}" for state, count in states.items()))

@@ -8,7 +8,7 @@ import requests
 from requests.adapters import HTTPAdapter
 from urllib3.util.retry import Retry
 
-from d2lhub.kernelrun import KernelResult, run_code
+from d2lhub.kernelrun import KernelResult, channels_url, run_code
 
 # A browser sends an idempotent request again when a kept-alive connection it reused was just
 # closed by the server (the proxy closes idle ones after 5 s); requests does not, unless told.
@@ -119,10 +119,9 @@ class Browser:
             kernel = self.server_api("POST", "/kernels", json={"name": "python3"})
             kernel.raise_for_status()
             kernel_id = kernel.json()["id"]
-        ws_url = self.url(f"/user/{self.name}/api/kernels/{kernel_id}/channels").replace("http", "ws", 1)
         cookie = "; ".join(f"{c.name}={c.value}" for c in self.session.cookies)
         try:
-            return run_code(ws_url, code, timeout, cookie=cookie)
+            return run_code(channels_url(self.base_url, self.name, kernel_id), code, timeout, cookie=cookie)
         finally:
             if shutdown:
                 self.server_api("DELETE", f"/kernels/{kernel_id}")

@@ -1,4 +1,9 @@
-# The hub's whole configuration comes from classroom.yaml (or $D2LHUB_CONFIG).
-from d2lhub.hubconfig import apply
+# The hub's whole configuration comes from classroom.yaml (or $D2LHUB_CONFIG): the machine's
+# facts are gathered (d2lhub.hub.facts), then turned into traits with no I/O (d2lhub.hub.traits).
+from d2lhub.config import load
+from d2lhub.hub import facts, traits
+from d2lhub.state import config_path
 
-apply(c)  # noqa: F821 -- `c` is JupyterHub's config object
+classroom_file = config_path().resolve()
+classroom = load(classroom_file)
+traits.apply(c, classroom, facts.gather(classroom, classroom_file))  # noqa: F821 -- `c` is JupyterHub's config

@@ -17,7 +17,9 @@ from pathlib import Path
 
 from harness import REPO, place_collected, remove_labelled, write_classroom
 
-from d2lhub import bootstrap, config, grading
+from d2lhub import config, labels
+from d2lhub.grading import layout
+from d2lhub.grading import workflow as grading
 
 NAME = "ex01-tensors-autograd"
 FIXTURES = REPO / "assignments" / "fixtures" / NAME
@@ -36,7 +38,7 @@ def collected_course(folder: Path, submissions: int):
 
 def fresh_copy(classroom, pristine: Path) -> None:
     """Put the course folder back as collected, so every way grades the same, ungraded, batch."""
-    root = grading.course_root(classroom)
+    root = layout.course_root(classroom)
     shutil.rmtree(root)
     shutil.copytree(pristine, root, symlinks=True)
 
@@ -56,7 +58,7 @@ def plain_nbgrader(client, image: str, course: Path) -> float:
         environment={"HOME": "/tmp"},
         volumes={str(course): {"bind": COURSE_MOUNT, "mode": "rw"}},
         network_mode="none",
-        labels={bootstrap.LABEL: "d2lbench-plain", "org.d2lhub.role": "autograde"},
+        labels={labels.INSTANCE: "d2lbench-plain", "org.d2lhub.role": "autograde"},
         remove=True,
         stderr=True,
     )
@@ -69,7 +71,7 @@ def plain_nbgrader(client, image: str, course: Path) -> float:
 def measure(results, client, work: Path, submissions: int, image: str) -> None:
     classroom = collected_course(work / "autograde", submissions)
     pristine = work / "autograde-pristine"
-    shutil.copytree(grading.course_root(classroom), pristine, symlinks=True)
+    shutil.copytree(layout.course_root(classroom), pristine, symlinks=True)
     default_jobs = classroom.grading.jobs or os.cpu_count() or 1
     rates = {}
     try:
@@ -82,7 +84,7 @@ def measure(results, client, work: Path, submissions: int, image: str) -> None:
                 raise RuntimeError(f"autograde {label} graded {len(graded)} of {submissions}")
             rates[label] = submissions / elapsed * 60
         fresh_copy(classroom, pristine)
-        plain = submissions / plain_nbgrader(client, image, grading.course_root(classroom)) * 60
+        plain = submissions / plain_nbgrader(client, image, layout.course_root(classroom)) * 60
     finally:
         remove_labelled(client, lambda value: value in {classroom.spawner.instance, "d2lbench-plain"})
     for label, rate in rates.items():

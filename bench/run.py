@@ -36,8 +36,15 @@ import autograde_throughput  # noqa: E402
 from harness import RunningHub, remove_labelled, write_classroom  # noqa: E402
 from hubclient import Browser  # noqa: E402
 
-from d2lhub import bootstrap, config, content, hubprocess, prestart  # noqa: E402
-from d2lhub.hubconfig import course_dir  # noqa: E402
+from d2lhub import (
+    config,  # noqa: E402
+    engine,  # noqa: E402
+    labels,  # noqa: E402
+    studentimage,  # noqa: E402
+)
+from d2lhub.course import build  # noqa: E402
+from d2lhub.ops import bootstrap, hubprocess, prestart  # noqa: E402
+from d2lhub.state import course_dir  # noqa: E402
 
 LECTURE = "d2l/chapter_preliminaries/ndarray.ipynb"  # the notebook every simulated student opens
 MXNET_CELL = "from mxnet import np, npx\nnpx.set_np()\nprint(float((np.ones((64, 64)) @ np.ones((64, 64))).sum()))"
@@ -156,7 +163,7 @@ def start_hub(folder: Path, students: int, stock: bool) -> RunningHub:
     folder.mkdir(parents=True)
     path = write_classroom(folder, auth={"accounts": accounts(students)}, hub={"concurrent_spawn_limit": 200})
     hub = RunningHub(path)
-    content.build_course(hub.classroom.course.source, course_dir(hub.classroom))
+    build.build_course(hub.classroom.course.source, course_dir(hub.classroom))
     hubprocess.start(hub.classroom, path, hub_config=STOCK_CONFIG if stock else hubprocess.HUB_CONFIG_FILE)
     return hub
 
@@ -178,7 +185,7 @@ def bare_docker_run(client, image: str, runs: int) -> tuple[list[float], list[fl
             image,
             ["jupyter", "lab", "--ip=0.0.0.0", "--port=8888", "--ServerApp.token=", "--no-browser"],
             detach=True, user="1000:100", environment={"HOME": "/tmp"}, ports={"8888/tcp": ("127.0.0.1", None)},
-            labels={bootstrap.LABEL: "d2lbench-bare"},
+            labels={labels.INSTANCE: "d2lbench-bare"},
         )
         try:
             container.reload()
@@ -324,7 +331,7 @@ def write_markdown(results: Results, students: int) -> Path:
         "",
         f"Written by `make bench` on {datetime.date.today().isoformat()}: {platform.node()}, "
         f"{os.cpu_count()} cores, {os.sysconf('SC_PAGE_SIZE') * os.sysconf('SC_PHYS_PAGES') / 2**30:.0f} GiB, "
-        f"Docker engine {bootstrap.docker_client().version()['Version']}. "
+        f"Docker engine {engine.docker_client().version()['Version']}. "
         f"Each figure stands beside its baseline, measured in the same run.",
         "",
         "| scenario | measure | d2lhub | baseline | note |",
@@ -364,9 +371,9 @@ def main(
     cold_build: bool = typer.Option(True, help="time an image build with no layer cache"),
     submissions: int = typer.Option(12, help="submissions in the autograde-throughput batch"),
 ) -> None:
-    client = bootstrap.docker_client()
+    client = engine.docker_client()
     bootstrap.ensure_proxy()
-    image = bootstrap.student_image(config.load(REPO / "classroom.yaml"), client)
+    image = studentimage.student_image(config.load(REPO / "classroom.yaml"), client)
     results = Results()
     with tempfile.TemporaryDirectory(prefix="d2lbench-") as folder:
         work = Path(folder)

@@ -2,8 +2,8 @@
 # one Docker thread, the image's own start command; only what stock needs to run differs.
 from dockerspawner import DockerSpawner
 
-from d2lhub.hubconfig import apply, course_dir
-from d2lhub.spawner import COURSE_MOUNT
+from d2lhub.state import course_dir
+from d2lhub.studentimage import COURSE_MOUNT
 
 classroom = apply(c)  # noqa: F821
 limits = classroom.limits

@@ -174,7 +174,7 @@ class Profile(Strict):
 
 
 class Gpus(Strict):
-    """The GPU inventory and how it is shared; d2lhub.gpus enforces it."""
+    """The GPU inventory and how it is shared; d2lhub.hub.gpus enforces it."""
 
     policy: Literal["exclusive", "shared", "none"] = Field(
         "exclusive", description="exclusive: one student per GPU; shared: up to per_gpu students; none: no GPUs"
@@ -201,7 +201,7 @@ class Culling(Strict):
 
 
 class Prestart(Strict):
-    """Lectures the hub starts the class's servers for, a few minutes early (see d2lhub/prestart.py)."""
+    """Lectures the hub starts the class's servers for, a few minutes early (see d2lhub/ops/prestart.py)."""
 
     schedule: tuple[str, ...] = Field(
         (),

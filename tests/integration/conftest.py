@@ -12,14 +12,14 @@ sys.path.insert(0, str(Path(__file__).parent))  # harness and hubclient, for tes
 
 from harness import TEST_PREFIX, launched_hub, remove_labelled  # noqa: E402
 
-from d2lhub import bootstrap  # noqa: E402
+from d2lhub import engine  # noqa: E402
 
 
 @pytest.fixture(scope="session")
 def docker_client():
-    if not bootstrap.engine_answers():
+    if not engine.engine_answers():
         pytest.fail("no Docker engine answers: run the tests with `make test`, which starts one")
-    client = bootstrap.docker_client()
+    client = engine.docker_client()
     # Leftovers of a killed run; recent ones may belong to a run still going beside this one.
     remove_labelled(client, lambda instance: instance.startswith(TEST_PREFIX), datetime.now(timezone.utc) - timedelta(hours=3))
     return client

@@ -12,8 +12,12 @@ from pathlib import Path
 import docker.errors
 import yaml
 
-from d2lhub import bootstrap, config, content, firewall, hubprocess
-from d2lhub.hubconfig import course_dir, public_url
+from d2lhub import config, labels
+from d2lhub.course.build import build_course
+from d2lhub.grading import layout
+from d2lhub.hub import firewall
+from d2lhub.ops import hubprocess
+from d2lhub.state import course_dir, public_url
 
 REPO = Path(__file__).resolve().parents[2]
 TEST_PREFIX = "d2ltest-"
@@ -56,24 +60,24 @@ def created_before(attrs: dict, cutoff: datetime) -> bool:
 def remove_labelled(client, instance_filter, cutoff: datetime | None = None) -> None:
     """Remove containers, volumes and networks whose instance label matches (and, given a cutoff, are older)."""
     def wanted(labels: dict, attrs: dict) -> bool:
-        return instance_filter((labels or {}).get(bootstrap.LABEL, "")) and (
+        return instance_filter((labels or {}).get(labels.INSTANCE, "")) and (
             cutoff is None or created_before(attrs, cutoff)
         )
 
     try:  # Swarm services first (their tasks' containers and networks go with them)
-        services = client.services.list(filters={"label": bootstrap.LABEL})
+        services = client.services.list(filters={"label": labels.INSTANCE})
     except docker.errors.APIError:  # not a Swarm manager: there are none
         services = []
     for service in services:
         if wanted(service.attrs["Spec"].get("Labels"), service.attrs):
             service.remove()
-    for container in client.containers.list(all=True, filters={"label": bootstrap.LABEL}):
+    for container in client.containers.list(all=True, filters={"label": labels.INSTANCE}):
         if wanted(container.labels, container.attrs):
             container.remove(force=True)
-    for volume in client.volumes.list(filters={"label": bootstrap.LABEL}):
+    for volume in client.volumes.list(filters={"label": labels.INSTANCE}):
         if wanted(volume.attrs.get("Labels"), volume.attrs):
             volume.remove(force=True)
-    for network in client.networks.list(filters={"label": bootstrap.LABEL}):
+    for network in client.networks.list(filters={"label": labels.INSTANCE}):
         if wanted(network.attrs.get("Labels"), network.attrs):
             for attempt in range(20):  # a removed service's task may still hold a Swarm network a moment
                 try:
@@ -83,14 +87,13 @@ def remove_labelled(client, instance_filter, cutoff: datetime | None = None) -> 
                     if attempt == 19:
                         raise
                     time.sleep(0.5)
-            firewall.remove(network.attrs["Labels"][bootstrap.LABEL])
+            firewall.remove(network.attrs["Labels"][labels.INSTANCE])
 
 
 def place_collected(classroom, student: str, assignment: str, notebook_text: str) -> Path:
     """A submission where `collect` leaves one in the course folder (as nbgrader submit made it)."""
-    from d2lhub import grading
 
-    folder = grading.course_root(classroom) / "submitted" / student / assignment
+    folder = layout.course_root(classroom) / "submitted" / student / assignment
     folder.mkdir(parents=True)
     (folder / f"{assignment}.ipynb").write_text(notebook_text)
     (folder / "timestamp.txt").write_text("2025-01-01 00:00:00.000000 UTC")
@@ -146,7 +149,7 @@ class RunningHub:
 def launched_hub(folder: Path, docker_client, **overrides):
     """A hub of its own, started now; yields it, then stops it and removes all it made."""
     running = RunningHub(write_classroom(folder, **overrides))
-    content.build_course(running.classroom.course.source, course_dir(running.classroom))
+    build_course(running.classroom.course.source, course_dir(running.classroom))
     running.start()
     try:
         yield running

@@ -8,7 +8,7 @@ import requests
 from requests.adapters import HTTPAdapter
 from urllib3.util.retry import Retry
 
-from d2lhub.kernelrun import KernelResult, channels_url, run_code
+from d2lhub.ops.kernelrun import KernelResult, channels_url, run_code
 
 # A browser sends an idempotent request again when a kept-alive connection it reused was just
 # closed by the server (the proxy closes idle ones after 5 s); requests does not, unless told.

@@ -8,10 +8,11 @@ import uuid
 import nbformat
 import pytest
 import yaml
-
-from d2lhub import config, grading
-
 from harness import REPO, TEST_PREFIX, place_collected, remove_labelled
+
+from d2lhub import config
+from d2lhub.grading import layout
+from d2lhub.grading import workflow as grading
 
 pytestmark = pytest.mark.integration
 NAME = "ex01-tensors-autograd"
@@ -109,7 +110,7 @@ def test_hostile_submissions_are_graded_with_reasons(classroom, docker_client):
         else:
             assert result.reason and word in result.reason, (student, result)
     # Outputs were capped in the sandbox: the flood left a small notebook behind.
-    flooded = grading.course_root(classroom) / "autograded" / "flooder" / NAME / f"{NAME}.ipynb"
+    flooded = layout.course_root(classroom) / "autograded" / "flooder" / NAME / f"{NAME}.ipynb"
     assert flooded.stat().st_size < 1_000_000
     # No grading container outlives the batch.
     instance = classroom.spawner.instance
@@ -117,7 +118,7 @@ def test_hostile_submissions_are_graded_with_reasons(classroom, docker_client):
 
     released = grading.feedback(classroom, NAME)
     assert set(released) == set(SUBMISSIONS)
-    garbage = grading.course_root(classroom) / "feedback" / "garbage" / NAME / f"{NAME}.html"
+    garbage = layout.course_root(classroom) / "feedback" / "garbage" / NAME / f"{NAME}.html"
     assert "not a valid notebook" in garbage.read_text()
-    hog = (grading.course_root(classroom) / "feedback" / "hog" / NAME / f"{NAME}.html").read_text()
+    hog = (layout.course_root(classroom) / "feedback" / "hog" / NAME / f"{NAME}.html").read_text()
     assert "Autograder:" in hog

@@ -9,8 +9,14 @@ import subprocess
 
 import pytest
 import requests
-
-from harness import REPO, launched_hub, place_collected, write_classroom, RunningHub, remove_labelled
+from harness import (
+    REPO,
+    RunningHub,
+    launched_hub,
+    place_collected,
+    remove_labelled,
+    write_classroom,
+)
 from test_cli import d2lhub
 
 pytestmark = pytest.mark.integration

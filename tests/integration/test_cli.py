@@ -11,9 +11,9 @@ from pathlib import Path
 
 import pytest
 import yaml
+from harness import ACCOUNTS, REPO, ROLES, RunningHub, remove_labelled, write_classroom
 
-from harness import ACCOUNTS, ROLES, REPO, RunningHub, remove_labelled, write_classroom
-from d2lhub import bootstrap
+from d2lhub import labels
 
 pytestmark = pytest.mark.integration
 
@@ -55,7 +55,7 @@ def test_up_status_down(classroom_file, docker_client):
 
     down = d2lhub("down", "--config", str(classroom_file))
     assert "hub stopped; 1 student server(s) stopped" in down.stdout
-    label = f"{bootstrap.LABEL}={hub.classroom.spawner.instance}"
+    label = f"{labels.INSTANCE}={hub.classroom.spawner.instance}"
     assert docker_client.containers.list(filters={"label": label}) == []
     volumes = [v.name for v in docker_client.volumes.list(filters={"label": label})]
     assert f"{hub.classroom.spawner.instance}-home-student1" in volumes

@@ -11,8 +11,10 @@ import sys
 import pytest
 from harness import REPO, write_classroom
 
-from d2lhub import config, content
-from d2lhub.hubconfig import course_dir
+from d2lhub import config
+from d2lhub.course.build import build_course
+from d2lhub.course.manifest import MANIFEST_NAME, CourseManifest
+from d2lhub.state import course_dir
 
 pytestmark = pytest.mark.integration
 
@@ -34,7 +36,7 @@ def d2lhub(*args: str) -> subprocess.CompletedProcess:
 def built_classroom(folder, source) -> config.Classroom:
     path = write_classroom(folder, course={"source": str(source)})
     classroom = config.load(path)
-    content.build_course(classroom.course.source, course_dir(classroom))
+    build_course(classroom.course.source, course_dir(classroom))
     return path, classroom
 
 
@@ -43,7 +45,7 @@ def test_every_demo_chapter_passes(tmp_path, docker_client):
     result = d2lhub("course", "check", "-c", str(path))
     print(result.stdout)  # the table, for the test log
     assert result.returncode == 0, result.stderr
-    manifest = content.CourseManifest.load(course_dir(classroom) / content.MANIFEST_NAME)
+    manifest = CourseManifest.load(course_dir(classroom) / MANIFEST_NAME)
     for chapter in manifest.chapters:
         row = re.search(rf"{re.escape(chapter.path)}\s*│\s*(passed|no code)\s*│\s*[\d.]+", result.stdout)
         assert row, f"{chapter.path} has no passing row in\n{result.stdout}"

@@ -19,8 +19,8 @@ import yaml
 from harness import RunningHub, remove_labelled, write_classroom
 from test_course_check import d2lhub
 
-from d2lhub import content
-from d2lhub.hubconfig import course_dir
+from d2lhub.course.build import build_course
+from d2lhub.state import course_dir
 
 pytestmark = pytest.mark.integration
 
@@ -114,7 +114,7 @@ def classroom_path(tmp_path_factory, data_host, docker_client):
     url = f"http://127.0.0.1:{data_host.server_address[1]}/"
     path = write_classroom(folder, course={"source": str(book), "data_url": url})
     hub = RunningHub(path)
-    content.build_course(hub.classroom.course.source, course_dir(hub.classroom))
+    build_course(hub.classroom.course.source, course_dir(hub.classroom))
     yield path
     hub.stop()
     instance = hub.classroom.spawner.instance

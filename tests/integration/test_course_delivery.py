@@ -9,8 +9,8 @@ import shutil
 import pytest
 from harness import REPO, RunningHub, remove_labelled, write_classroom
 
-from d2lhub import content
-from d2lhub.hubconfig import course_dir
+from d2lhub.course.build import build_course
+from d2lhub.state import course_dir
 
 pytestmark = pytest.mark.integration
 
@@ -24,7 +24,7 @@ def classroom(tmp_path_factory, docker_client):
     book = folder / "book"
     shutil.copytree(REPO / "course", book)
     hub = RunningHub(write_classroom(folder, course={"source": str(book)}))
-    content.build_course(str(book), course_dir(hub.classroom))
+    build_course(str(book), course_dir(hub.classroom))
     hub.start()
     yield hub, book
     hub.stop()
@@ -55,7 +55,7 @@ def test_update_adds_refreshes_and_keeps_edits(classroom):
     (book / "chapter_preliminaries/broadcasting.md").write_text(NEW_CHAPTER)
     index = book / "chapter_preliminaries/index.md"
     index.write_text(index.read_text().replace("autograd\n", "autograd\nbroadcasting\n"))
-    content.build_course(str(book), course_dir(hub.classroom))
+    build_course(str(book), course_dir(hub.classroom))
 
     student.spawn()
     student.open_server()

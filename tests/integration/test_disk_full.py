@@ -15,11 +15,13 @@ from pathlib import Path
 
 import pytest
 import requests
-
 from harness import ACCOUNTS, launched_hub
 from hubclient import Browser
 from test_cli import d2lhub
-from d2lhub import grading, hubprocess
+
+from d2lhub import hubapi
+from d2lhub.grading import layout
+from d2lhub.grading import workflow as grading
 
 pytestmark = pytest.mark.integration
 ROSTER = "username,first name,last name,email,role\n{name},New,Comer,,student\n"
@@ -80,7 +82,7 @@ def test_full_state_disk_gives_clear_errors_keeps_databases_and_recovers(tmp_pat
     hubs = launched_hub(tmp_path / "full", docker_client, hub={"state_dir": str(state), "min_free_space": "16M"})
     hub = next(hubs)
     config = str(hub.path)
-    databases = [state / "jupyterhub.sqlite", grading.course_root(hub.classroom) / "gradebook.db"]
+    databases = [state / "jupyterhub.sqlite", layout.course_root(hub.classroom) / "gradebook.db"]
     filler = None
     try:
         d2lhub("roster", "import", str(roster_file(tmp_path, "early")), "--config", config)
@@ -128,7 +130,7 @@ def test_full_state_disk_gives_clear_errors_keeps_databases_and_recovers(tmp_pat
         student.open_server()
         assert student.read_file("kept.txt") == "written before the disk filled"
         d2lhub("roster", "import", str(roster_file(tmp_path, "late")), "--config", config)
-        users = {u["name"] for u in hubprocess.api(hub.classroom, "/users").json()}
+        users = {u["name"] for u in hubapi.api(hub.classroom, "/users").json()}
         assert {"early", "late", "student1", "student2"} <= users
         with grading.gradebook(hub.classroom) as book:
             assert {"early", "late"} <= {s.id for s in book.students}

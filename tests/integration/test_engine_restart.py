@@ -21,11 +21,13 @@ from pathlib import Path
 
 import pytest
 import requests
-
 from harness import launched_hub
-from d2lhub import bootstrap, firewall
-from d2lhub.hubconfig import hub_api_port
-from d2lhub.spawner import ENGINE_DOWN_MESSAGE
+
+from d2lhub import engine
+from d2lhub.hub import firewall
+from d2lhub.hub.spawner import ENGINE_DOWN_MESSAGE
+from d2lhub.ops import bootstrap
+from d2lhub.state import hub_api_port
 
 pytestmark = [
     pytest.mark.integration,
@@ -52,13 +54,13 @@ def stop_engine(wait_seconds: int = 90) -> None:
     while Path(f"/proc/{pid}").exists() and time.monotonic() < deadline:
         time.sleep(0.5)
     assert not Path(f"/proc/{pid}").exists(), "dockerd did not stop"
-    assert not bootstrap.engine_answers()
+    assert not engine.engine_answers()
 
 
 def start_engine() -> None:
     """The way `make up` does it; returns once the engine answers."""
     bootstrap.ensure_engine(ENGINE_LOG_DIR, say=lambda message: print(f"d2lhub: {message}"))
-    assert bootstrap.engine_answers()
+    assert engine.engine_answers()
 
 
 def server(browser) -> dict:
@@ -130,6 +132,6 @@ def test_engine_restart_hub_recovers_and_students_start_again(tmp_path, docker_c
             assert len(mine) == 1 and mine[0].status == "running", [(c.name, c.status) for c in mine]
         assert firewall.in_place(*rules), firewall.current(instance)
     finally:
-        if not bootstrap.engine_answers():
+        if not engine.engine_answers():
             start_engine()
         hubs.close()

@@ -6,10 +6,11 @@ from __future__ import annotations
 import re
 
 import pytest
-
-from d2lhub import bootstrap
-from d2lhub.config import Classroom
 from harness import REPO, TEST_PREFIX
+
+from d2lhub import labels
+from d2lhub.config import Classroom
+from d2lhub.ops import bootstrap
 
 LIBMXNET = "/opt/venv/lib/python3.11/site-packages/mxnet/libmxnet.so"
 
@@ -26,7 +27,7 @@ def gpu_image(docker_client):
 def run(docker_client, image: str, command: str) -> str:
     return docker_client.containers.run(
         image, ["sh", "-c", command], entrypoint=[], remove=True, network_disabled=True,
-        labels={bootstrap.LABEL: f"{TEST_PREFIX}gpu-image"},
+        labels={labels.INSTANCE: f"{TEST_PREFIX}gpu-image"},
     ).decode()
 
 

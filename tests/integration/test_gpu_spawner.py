@@ -13,12 +13,13 @@ from concurrent.futures import ThreadPoolExecutor
 from types import SimpleNamespace
 
 import pytest
+from harness import TEST_PREFIX, remove_labelled
 from jupyterhub.objects import Hub
 
-from d2lhub import gpus
+from d2lhub import labels
 from d2lhub.config import Classroom
-from d2lhub.spawner import ClassroomSpawner
-from harness import TEST_PREFIX, remove_labelled
+from d2lhub.hub import gpus
+from d2lhub.hub.spawner import ClassroomSpawner
 
 BASE = "debian:bookworm-slim"  # never started with a GPU here, so the small base image will do
 
@@ -87,7 +88,7 @@ def test_exclusive_gpus_across_students_and_a_hub_restart(classroom, docker_clie
         alice, bob = (spawner(classroom, state, n, i, "gpu") for n, i in (("alice", 1), ("bob", 2)))
         a, b = await start_without_runtime(alice), await start_without_runtime(bob)
         assert sorted(device_ids(a) + device_ids(b)) == ["0", "1"]  # explicit, different GPUs
-        assert a["Config"]["Labels"][gpus.IDS_LABEL] == device_ids(a)[0]
+        assert a["Config"]["Labels"][labels.SERVER_GPUS] == device_ids(a)[0]
         assert f"Assigned GPU {device_ids(a)[0]}" in alice._events
 
         carol = spawner(classroom, state, "carol", 3, "gpu")

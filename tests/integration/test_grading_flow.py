@@ -8,19 +8,18 @@ import json
 from concurrent.futures import ThreadPoolExecutor
 
 import pytest
+from harness import REPO
 from typer.testing import CliRunner
 
-from d2lhub import grading
 from d2lhub.cli import app
-
-from harness import REPO
+from d2lhub.grading import layout
 
 pytestmark = pytest.mark.integration
 NAME = "ex01-tensors-autograd"
 FIXTURES = REPO / "assignments" / "fixtures" / NAME
 WORK = {"student1": "correct", "student2": "partial", "student3": "broken"}
 EXPECTED = json.loads((FIXTURES / "expected.json").read_text())
-INBOUND = f"{grading.EXCHANGE_MOUNT}/d2l/inbound"
+INBOUND = f"{layout.EXCHANGE_MOUNT}/d2l/inbound"
 
 
 def cli(hub, *args: str) -> str:
@@ -82,7 +81,7 @@ def test_submit_autograde_feedback_and_no_student_touches_another(hub, students)
         submitted = nbgrader(browser, "submit")
         assert submitted.get("success", True) is not False, submitted
 
-    inbound = grading.inbound_dir(hub.classroom)
+    inbound = layout.inbound_dir(hub.classroom)
     (entry_of_a,) = [p.name for p in inbound.iterdir() if p.name.startswith("student1+")]
     attack = students["student2"].execute(f"""
 import os, shutil, subprocess
@@ -97,8 +96,8 @@ print("list", attempt(lambda: os.listdir(inbound)))
 print("read", attempt(lambda: open(a + "/{NAME}.ipynb").read()))
 print("overwrite", attempt(lambda: open(a + "/{NAME}.ipynb", "w").write("{{}}")))
 print("rename", attempt(lambda: os.rename(a, inbound + "/mine")))
-print("feedback", attempt(lambda: os.listdir({grading.EXCHANGE_MOUNT!r} + "/d2l/feedback")))
-print("outbound", attempt(lambda: open({grading.EXCHANGE_MOUNT!r} + "/d2l/outbound/{NAME}/{NAME}.ipynb", "a").write("x")))
+print("feedback", attempt(lambda: os.listdir({layout.EXCHANGE_MOUNT!r} + "/d2l/feedback")))
+print("outbound", attempt(lambda: open({layout.EXCHANGE_MOUNT!r} + "/d2l/outbound/{NAME}/{NAME}.ipynb", "a").write("x")))
 forged = inbound + "/student1+{NAME}+2099-01-01 00:00:00.000000 UTC+forged"
 def forge():
     shutil.copytree(os.path.expanduser("~/{NAME}"), forged)
@@ -119,7 +118,7 @@ print("submit-as-a", run.returncode)
     assert outcome["forge"] == "done" and outcome["submit-as-a"] == "0"  # both land, and collect must refuse them
 
     collected = cli(hub, "assignment", "collect", NAME)
-    rejected = sorted((grading.course_root(hub.classroom) / "rejected").iterdir())
+    rejected = sorted((layout.course_root(hub.classroom) / "rejected").iterdir())
     assert len(rejected) == 2 and all(p.name.startswith("student1+") for p in rejected), collected
     assert "rejected" in collected
 

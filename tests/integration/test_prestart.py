@@ -9,7 +9,7 @@ import pytest
 from harness import launched_hub
 from typer.testing import CliRunner
 
-from d2lhub import hubprocess
+from d2lhub import hubapi, state
 from d2lhub.cli import app
 
 pytestmark = pytest.mark.integration
@@ -18,7 +18,7 @@ LECTURE = "d2l/chapter_preliminaries/ndarray.ipynb"
 
 
 def servers(hub) -> dict[str, dict]:
-    users = hubprocess.api(hub.classroom, "/users").json()
+    users = hubapi.api(hub.classroom, "/users").json()
     return {u["name"]: (u.get("servers") or {}).get("", {}) for u in users}
 
 
@@ -59,7 +59,7 @@ def test_prestart_starts_the_students_servers_once(hub):
         assert missing.exit_code == 2 and "no-such-group" in missing.output
     finally:
         for name in STUDENTS:
-            hubprocess.api(hub.classroom, f"/users/{name}/server", method="DELETE")
+            hubapi.api(hub.classroom, f"/users/{name}/server", method="DELETE")
         deadline = time.monotonic() + 60
         while any(servers(hub)[n] for n in STUDENTS) and time.monotonic() < deadline:
             time.sleep(0.5)
@@ -72,7 +72,7 @@ def test_the_hub_starts_the_class_at_each_scheduled_time(tmp_path, docker_client
     hub = next(hubs)
     try:
         summary = re.compile(r"\[lecture-prestart\] 2 server\(s\) in \d+ s: 2 started, 0 already running, 0 failed")
-        log = hubprocess.log_file(hub.classroom)
+        log = state.log_file(hub.classroom)
         deadline = time.monotonic() + 120
         while not summary.search(log.read_text()) and time.monotonic() < deadline:
             time.sleep(1)

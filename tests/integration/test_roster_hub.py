@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import pytest
-
-from d2lhub import grading, hubprocess
 from test_cli import d2lhub
+
+from d2lhub import hubapi
+from d2lhub.grading import workflow as grading
 
 pytestmark = pytest.mark.integration
 
@@ -19,8 +20,8 @@ BAD_FILES = {
 
 
 def snapshot(hub) -> tuple:
-    users = hubprocess.api(hub.classroom, "/users").json()
-    groups = hubprocess.api(hub.classroom, "/groups").json()
+    users = hubapi.api(hub.classroom, "/users").json()
+    groups = hubapi.api(hub.classroom, "/groups").json()
     with grading.gradebook(hub.classroom) as book:
         students = sorted(student.id for student in book.students)
     return (

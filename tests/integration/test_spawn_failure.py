@@ -6,7 +6,6 @@ import json
 import time
 
 import pytest
-
 from harness import launched_hub
 
 pytestmark = pytest.mark.integration

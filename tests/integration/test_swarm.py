@@ -18,9 +18,10 @@ import time
 from pathlib import Path
 
 import pytest
-
-from d2lhub import bootstrap, firewall, nodes
 from harness import REPO, launched_hub
+
+from d2lhub import labels
+from d2lhub.hub import firewall
 
 pytestmark = pytest.mark.integration
 
@@ -80,7 +81,7 @@ def swarm_hub(tmp_path_factory, docker_client, swarm):
 
 def services_of(docker_client, hub, name):
     instance = hub.classroom.spawner.instance
-    return docker_client.services.list(filters={"label": [f"{bootstrap.LABEL}={instance}", f"org.d2lhub.user={name}"]})
+    return docker_client.services.list(filters={"label": [f"{labels.INSTANCE}={instance}", f"org.d2lhub.user={name}"]})
 
 
 def request_server(browser, profile: str) -> None:
@@ -140,7 +141,7 @@ def test_student_runs_as_a_service_keeps_files_and_stop_removes_it(swarm_hub, do
     assert service.attrs["Endpoint"]["Spec"]["Ports"][0]["PublishMode"] == "host"
 
     assert student.open_server().status_code == 200  # through the proxy, to the task's published port
-    network = docker_client.networks.get(bootstrap.swarm_network_name(swarm_hub.classroom.spawner.instance))
+    network = docker_client.networks.get(labels.swarm_network(swarm_hub.classroom.spawner.instance))
     bridge = firewall.bridge_name(network.id)
     rules = subprocess.run(["iptables", "-S", "DOCKER-USER"], capture_output=True, text=True, check=True).stdout
     assert f"-i {bridge} -o {bridge}" in rules  # the Swarm bridge's containers are kept apart by rule
@@ -165,7 +166,7 @@ def test_gpu_profile_waits_for_a_labelled_node_then_queues_the_next_student(swar
     [service] = services_of(docker_client, swarm_hub, "student2")
     spec = service.attrs["Spec"]["TaskTemplate"]
     assert set(spec["Placement"]["Constraints"]) == {
-        f"node.labels.{nodes.GPU_FLAG_LABEL}==true", f"node.hostname=={swarm}"}
+        f"node.labels.{labels.NODE_GPU_FLAG}==true", f"node.hostname=={swarm}"}
     assert "NVIDIA_VISIBLE_DEVICES=0" in spec["ContainerSpec"]["Env"]
     assert "DeviceRequests" not in json.dumps(spec)  # nothing asks this GPU-less engine for a GPU
 

@@ -15,10 +15,12 @@ import time
 
 import pytest
 import requests
-
 from harness import launched_hub
-from d2lhub import firewall, grading
-from d2lhub.hubconfig import hub_api_port
+
+from d2lhub import labels
+from d2lhub.grading import layout
+from d2lhub.hub import firewall
+from d2lhub.state import hub_api_port
 
 pytestmark = pytest.mark.integration
 
@@ -103,7 +105,7 @@ def test_container_hardening(trust_hub, pair, docker_client):
     state = trust_hub.classroom.hub.state_dir
     assert str(state) not in sources  # the hub database, secrets and accounts stay on the host
     assert not any(source.endswith((".sqlite", "_secret", "_token", "accounts.json")) for source in sources)
-    assert str(grading.course_root(trust_hub.classroom)) not in sources  # the gradebook too
+    assert str(layout.course_root(trust_hub.classroom)) not in sources  # the gradebook too
     status = pair["student1"].execute("print(open('/proc/self/status').read())").stdout
     assert "NoNewPrivs:\t1" in status
     assert "CapEff:\t0000000000000000" in status
@@ -210,7 +212,6 @@ def test_killed_student_container_is_noticed_and_restarts_with_files(trust_hub, 
 def small_home(trust_hub, docker_client, tmp_path):
     """A student, `filler`, whose home volume is a 192 MB file system of its own (a loop device), so
     filling it is safe on a shared machine; made ready as the spawner makes a home (owner, marker)."""
-    from d2lhub import bootstrap
     from test_cli import d2lhub
 
     roster = tmp_path / "filler.csv"
@@ -240,7 +241,7 @@ def small_home(trust_hub, docker_client, tmp_path):
             subprocess.run(["umount", str(mount)], check=True)
         volume = docker_client.volumes.create(
             f"{instance}-home-filler", driver="local", driver_opts={"type": "ext4", "device": loop},
-            labels={bootstrap.LABEL: instance, grading.USER_LABEL: "filler", grading.UID_LABEL: str(uid)},
+            labels={labels.INSTANCE: instance, labels.USER: "filler", labels.UID: str(uid)},
         )
         from hubclient import Browser
 

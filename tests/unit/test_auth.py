@@ -1,7 +1,7 @@
 """Demo account passwords: as configured, otherwise generated once and kept."""
 
-from d2lhub.auth import account_passwords
 from d2lhub.config import Classroom
+from d2lhub.state import account_passwords
 
 
 def classroom(tmp_path, accounts):

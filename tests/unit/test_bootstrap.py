@@ -5,8 +5,9 @@ from pathlib import Path
 
 import pytest
 
-from d2lhub import bootstrap
+from d2lhub import engine, studentimage
 from d2lhub.config import Classroom
+from d2lhub.ops import bootstrap
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -28,15 +29,15 @@ def context(tmp_path):
 def test_tag_is_stable_and_follows_inputs(context, tmp_path):
     certs = tmp_path / "certs"
     certs.mkdir()
-    first = bootstrap.image_tag(classroom(context, certs), "sha256:base")
-    assert first == bootstrap.image_tag(classroom(context, certs), "sha256:base")
+    first = studentimage.image_tag(classroom(context, certs), "sha256:base")
+    assert first == studentimage.image_tag(classroom(context, certs), "sha256:base")
     assert first.startswith("d2lhub/student:")
-    assert first != bootstrap.image_tag(classroom(context, certs), "sha256:otherbase")
+    assert first != studentimage.image_tag(classroom(context, certs), "sha256:otherbase")
     (certs / "campus.crt").write_text("-----BEGIN CERTIFICATE-----\n")
-    with_cert = bootstrap.image_tag(classroom(context, certs), "sha256:base")
+    with_cert = studentimage.image_tag(classroom(context, certs), "sha256:base")
     assert with_cert != first
     (context / "requirements.lock").write_text("mxnet==1.9.1\n")
-    assert bootstrap.image_tag(classroom(context, certs), "sha256:base") != with_cert
+    assert studentimage.image_tag(classroom(context, certs), "sha256:base") != with_cert
 
 
 def test_build_context_carries_certificates_and_delivery(context, tmp_path):
@@ -44,7 +45,7 @@ def test_build_context_carries_certificates_and_delivery(context, tmp_path):
     (certs / "sub").mkdir(parents=True)
     (certs / "sub/campus.crt").write_text("x")
     (certs / "notes.txt").write_text("not a certificate")
-    files = bootstrap.image_inputs(classroom(context, certs))
+    files = studentimage.image_inputs(classroom(context, certs))
     assert "ca-certificates/campus.crt" in files
     assert "ca-certificates/notes.txt" not in files
     assert "delivery.py" in files and "Dockerfile" in files
@@ -52,7 +53,7 @@ def test_build_context_carries_certificates_and_delivery(context, tmp_path):
 
 
 def test_no_certificates_still_builds_a_context(context):
-    files = bootstrap.image_inputs(classroom(context, None))
+    files = studentimage.image_inputs(classroom(context, None))
     assert files["ca-certificates/.keep"] == b""
 
 
@@ -81,24 +82,24 @@ def test_gpu_image_shares_the_dockerfile_and_brings_its_own_lock(context, tmp_pa
                     "student_gpu": {"name": "d2lhub/student-gpu", "context": str(gpu_context)},
                     "extra_ca_certs": None}}
     )
-    cpu, gpu = bootstrap.image_inputs(room, "student"), bootstrap.image_inputs(room, "student_gpu")
+    cpu, gpu = studentimage.image_inputs(room, "student"), studentimage.image_inputs(room, "student_gpu")
     assert gpu["Dockerfile"] == cpu["Dockerfile"] and gpu["d2lhub-start"] == cpu["d2lhub-start"]
     assert b"mxnet-cu117==1.9.1" in gpu["requirements.lock"] and b"mxnet-cu117" not in cpu["requirements.lock"]
-    assert bootstrap.build_args(room, "student_gpu")["VARIANT"] == "gpu"
-    gpu_tag = bootstrap.image_tag(room, "sha256:base", "student_gpu")
+    assert studentimage.build_args(room, "student_gpu")["VARIANT"] == "gpu"
+    gpu_tag = studentimage.image_tag(room, "sha256:base", "student_gpu")
     assert gpu_tag.startswith("d2lhub/student-gpu:")
     (context / "Dockerfile").write_text((context / "Dockerfile").read_text() + "\n# changed\n")
-    assert bootstrap.image_tag(room, "sha256:base", "student_gpu") != gpu_tag  # the shared Dockerfile is an input
+    assert studentimage.image_tag(room, "sha256:base", "student_gpu") != gpu_tag  # the shared Dockerfile is an input
 
 
 def test_images_in_use_follow_the_profiles():
     cpu_only = Classroom.model_validate({})
-    assert bootstrap.images_in_use(cpu_only) == ["student"]
+    assert studentimage.images_in_use(cpu_only) == ["student"]
     both = Classroom.model_validate(
         {"profiles": [{"name": "gpu", "display_name": "GPU", "image": "student_gpu", "gpus": 1},
                       {"name": "cpu", "display_name": "CPU"}]}
     )
-    assert bootstrap.images_in_use(both) == ["student", "student_gpu"]
+    assert studentimage.images_in_use(both) == ["student", "student_gpu"]
 
 
 def test_gpu_lock_is_the_cpu_lock_with_cuda_mxnet():
@@ -124,10 +125,10 @@ class Network:
 
 def test_gateway_from_the_network_or_else_its_interface():
     recorded = {"IPAM": {"Config": [{"Subnet": "172.17.0.0/16", "Gateway": "172.17.0.1"}]}}
-    assert bootstrap.network_gateway(Network(recorded)) == "172.17.0.1"
+    assert engine.network_gateway(Network(recorded)) == "172.17.0.1"
     # an engine's first start records the default bridge without its gateway: ask the interface
     first_start = {"IPAM": {"Config": [{"Subnet": "127.0.0.0/8"}]}, "Options": {"com.docker.network.bridge.name": "lo"}}
-    assert bootstrap.network_gateway(Network(first_start)) == "127.0.0.1"
+    assert engine.network_gateway(Network(first_start)) == "127.0.0.1"
     gone = {"IPAM": {"Config": [{"Subnet": "10.9.0.0/16"}]}, "Options": {"com.docker.network.bridge.name": "no-such-if0"}}
-    with pytest.raises(bootstrap.BootstrapError, match="network bridge has no gateway address"):
-        bootstrap.network_gateway(Network(gone))
+    with pytest.raises(engine.EngineError, match="network bridge has no gateway address"):
+        engine.network_gateway(Network(gone))

@@ -13,8 +13,10 @@ import nbformat
 import pytest
 from d2lbook import notebook as d2l_notebook
 
-from d2lhub import content
-from d2lhub.content import CourseError, CourseManifest, build_course, resolve_source
+from d2lhub.course import convert
+from d2lhub.course.build import build_course
+from d2lhub.course.manifest import CourseError, CourseManifest
+from d2lhub.course.source import resolve_source
 
 BOOK = Path(__file__).resolve().parents[1] / "fixtures" / "book"
 
@@ -89,7 +91,7 @@ def test_d2lbook_drops_all_only_chapters_and_we_work_around_it():
     text = (BOOK / "part_models/shared.md").read_text()
     nb = d2l_notebook.split_markdown_cell(d2l_notebook.read_markdown(text))
     assert d2l_notebook.get_tab_notebook(nb, tab="mxnet", default_tab="pytorch") is None
-    assert content.select_framework(nb) is not None
+    assert convert.select_framework(nb) is not None
 
 
 def test_pytorch_only_chapter_skipped(course):
@@ -115,8 +117,8 @@ def test_tab_prose_blocks(course):
 
 
 def test_convert_chapter_returns_none_without_mxnet_code():
-    assert content.convert_chapter("# T\n\n```{.python .input}\nx = 1\n```\n") is None
-    assert content.convert_chapter("# T\n\nwords only\n") is not None
+    assert convert.convert_chapter("# T\n\n```{.python .input}\nx = 1\n```\n") is None
+    assert convert.convert_chapter("# T\n\nwords only\n") is not None
 
 
 # ----------------------------------------------------------------- labels and references
@@ -166,7 +168,7 @@ def test_no_sphinx_roles_left(course):
 
 
 def test_unknown_label_stays_readable():
-    out = content.rewrite_references("see :numref:`sec_nowhere`", "a/b.ipynb", {}, lambda body: "")
+    out = convert.rewrite_references("see :numref:`sec_nowhere`", "a/b.ipynb", {}, lambda body: "")
     assert out == "see `sec_nowhere`"
 
 
@@ -193,9 +195,9 @@ def test_only_referenced_images_copied(course):
 
 
 def test_collect_images_rejects_escaping_paths():
-    nb = content.new_notebook([nbformat.v4.new_markdown_cell("![x](../../etc/passwd)")])
+    nb = convert.new_notebook([nbformat.v4.new_markdown_cell("![x](../../etc/passwd)")])
     with pytest.raises(CourseError, match="outside the book"):
-        content.collect_images(nb, "part/a.md", BOOK)
+        convert.collect_images(nb, "part/a.md", BOOK)
 
 
 # ----------------------------------------------------------------- order, index, manifest
@@ -223,7 +225,7 @@ def test_read_toc_reports_missing_entries(tmp_path):
     shutil.copytree(BOOK, book)
     index = book / "part_models/index.md"
     index.write_text(index.read_text().replace("shared\n", "shared\nghost\n"))
-    entries = content.read_toc(book)
+    entries = convert.read_toc(book)
     assert [e.source for e in entries if not e.exists] == ["part_models/ghost.md"]
     manifest = build_course(str(book), tmp_path / "out")
     assert ("part_models/ghost.ipynb", "listed in a toc but missing") in [(s.path, s.reason) for s in manifest.skipped]

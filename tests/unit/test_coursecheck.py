@@ -5,10 +5,18 @@ from pathlib import Path
 
 import pytest
 
-from d2lhub import config, content
-from d2lhub.coursecheck import CheckError, Result, chapters_of, container_settings, json_lines, share_out
-from d2lhub.hubconfig import course_dir
-from d2lhub.spawner import COURSE_MOUNT, DATA_MOUNT, HOME
+from d2lhub import config
+from d2lhub.course.build import build_course
+from d2lhub.course.check import (
+    CheckError,
+    Result,
+    chapters_of,
+    container_settings,
+    json_lines,
+    share_out,
+)
+from d2lhub.state import course_dir
+from d2lhub.studentimage import COURSE_MOUNT, DATA_MOUNT, HOME
 
 REPO_COURSE = str(Path(__file__).resolve().parents[2] / "course")
 
@@ -28,7 +36,7 @@ def classroom(tmp_path, **limits):
 
 def test_chapters_in_book_order(tmp_path):
     room = classroom(tmp_path)
-    content.build_course(REPO_COURSE, course_dir(room))
+    build_course(REPO_COURSE, course_dir(room))
     chapters = chapters_of(course_dir(room))
     assert chapters[0] == "chapter_preliminaries/index.ipynb"
     assert chapters.index("chapter_preliminaries/ndarray.ipynb") < chapters.index("chapter_convolutional-neural-networks/lenet.ipynb")

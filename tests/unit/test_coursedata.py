@@ -6,8 +6,8 @@ import nbformat
 import pytest
 
 from d2lhub import config
-from d2lhub.content import MANIFEST_NAME, Chapter, CourseManifest
-from d2lhub.coursedata import DataError, Needs, scan, scan_code
+from d2lhub.course.data import DataError, Needs, scan, scan_code
+from d2lhub.course.manifest import MANIFEST_NAME, Chapter, CourseManifest
 
 SHA = "76e5be1548fd8222e5074cf0faae75edff8cf93f"
 

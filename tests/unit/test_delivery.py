@@ -2,7 +2,7 @@
 
 from pathlib import Path
 
-from d2lhub.delivery import NOTE_NAME, beside_name, link_data, sync
+from d2lhub.image.delivery import NOTE_NAME, beside_name, link_data, sync
 
 
 def course(tmp_path: Path, files: dict[str, str]) -> Path:

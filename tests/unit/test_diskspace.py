@@ -13,6 +13,7 @@ from typer.testing import CliRunner
 from d2lhub import diskspace
 from d2lhub.cli import app
 from d2lhub.config import load
+from d2lhub.hub import dbfull
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -52,7 +53,7 @@ def test_writing_commands_refuse_on_a_full_state_disk(tmp_path, monkeypatch, ver
 
 
 def test_disk_full_database_errors_name_the_folder(tmp_path):
-    diskspace.explain_disk_full(tmp_path / "state")
+    dbfull.explain_disk_full(tmp_path / "state")
     engine = sqlalchemy.create_engine(f"sqlite:///{tmp_path / 'hub.sqlite'}")
 
     @sqlalchemy.event.listens_for(engine, "before_cursor_execute")
@@ -62,5 +63,5 @@ def test_disk_full_database_errors_name_the_folder(tmp_path):
     with pytest.raises(sqlalchemy.exc.OperationalError) as failed, engine.connect() as db:
         db.execute(sqlalchemy.text("create table t (x int)"))
     assert f"{tmp_path / 'state'} is full" in failed.value.jupyterhub_message
-    assert diskspace.is_disk_full(OSError(errno.ENOSPC, "No space left on device"))
-    assert not diskspace.is_disk_full(sqlite3.OperationalError("no such table: t"))
+    assert dbfull.is_disk_full(OSError(errno.ENOSPC, "No space left on device"))
+    assert not dbfull.is_disk_full(sqlite3.OperationalError("no such table: t"))

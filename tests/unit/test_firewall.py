@@ -1,6 +1,6 @@
 """The fence around the students' bridge, as rules (the integration tests read them off the host)."""
 
-from d2lhub import firewall
+from d2lhub.hub import firewall
 
 
 def test_rules_block_metadata_and_private_ranges_and_open_only_the_hub_api():

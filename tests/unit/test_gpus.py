@@ -8,7 +8,16 @@ import json
 import pytest
 
 from d2lhub.config import Gpus
-from d2lhub.gpus import LOCAL, Allocator, Assignment, Gpu, NoGpuFree, Queue, inventory, waiting_message
+from d2lhub.hub.gpus import (
+    LOCAL,
+    Allocator,
+    Assignment,
+    Gpu,
+    NoGpuFree,
+    Queue,
+    inventory,
+    waiting_message,
+)
 
 
 def gpus(hosts: dict[str, int]) -> list[Gpu]:

@@ -2,7 +2,7 @@
 
 import nbformat
 
-from d2lhub.grading import Run, merge_run
+from d2lhub.grading.sandbox import Run, merge_run
 
 
 def notebook():

@@ -8,7 +8,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-LAUNCHER = Path(__file__).resolve().parents[2] / "d2lhub" / "lean_singleuser.py"
+LAUNCHER = Path(__file__).resolve().parents[2] / "d2lhub" / "image" / "lean_singleuser.py"
 
 
 def run_python(code: str) -> dict:

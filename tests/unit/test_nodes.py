@@ -3,7 +3,10 @@
 import pytest
 
 from d2lhub.config import Classroom
-from d2lhub.nodes import GPU_FLAG_LABEL, GPU_NODE_LABEL, Node, capacity, fits_on, node_address, node_labels
+from d2lhub.engine import Node, node_address
+from d2lhub.labels import NODE_GPU_FLAG as GPU_FLAG_LABEL
+from d2lhub.labels import NODE_GPUS as GPU_NODE_LABEL
+from d2lhub.ops.nodes import capacity, fits_on, node_labels
 
 G = 1024**3
 

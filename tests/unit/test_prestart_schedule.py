@@ -2,7 +2,7 @@
 
 from datetime import datetime, timezone
 
-from d2lhub.prestart import next_start
+from d2lhub.ops.prestart import next_start
 
 
 def utc(*fields: int) -> datetime:

@@ -8,7 +8,13 @@ import time
 
 import pytest
 
-from d2lhub.readiness import MAX_CHECK_EVERY, MAX_INTERVAL, ServerDied, stretched, wait_until_listening
+from d2lhub.hub.readiness import (
+    MAX_CHECK_EVERY,
+    MAX_INTERVAL,
+    ServerDied,
+    stretched,
+    wait_until_listening,
+)
 
 
 def free_port() -> int:

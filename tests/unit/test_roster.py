@@ -2,7 +2,7 @@
 
 import pytest
 
-from d2lhub.roster import RosterError, parse
+from d2lhub.grading.roster import RosterError, parse
 
 HEADER = "username,first name,last name,email,role\n"
 GOOD = HEADER + "alice,Alice,A,alice@example.org,student\nbob,Bob,B,,ta\n"

@@ -6,8 +6,8 @@ import jsonschema
 import pytest
 import yaml
 
-from d2lhub import z2jh
 from d2lhub.config import Classroom
+from d2lhub.ops import z2jh
 
 CHART = Path(__file__).resolve().parents[2].parent / "shared/z2jh"
 IMAGES = {"student": "d2lhub/student:aaaa", "student_gpu": "d2lhub/student-gpu:bbbb"}

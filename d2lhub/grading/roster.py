@@ -12,7 +12,6 @@ from __future__ import annotations
 import csv
 import io
 import json
-import os
 import secrets
 from dataclasses import dataclass
 from pathlib import Path
@@ -21,9 +20,11 @@ from typing import Literal
 import bcrypt
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from d2lhub import grading, hubprocess
-from d2lhub.auth import ROSTER_HASHES_FILE
+from d2lhub import hubapi
 from d2lhub.config import NAME_PATTERN, Classroom
+from d2lhub.grading import workflow
+from d2lhub.grading.layout import group_names
+from d2lhub.state import ROSTER_HASHES_FILE, write_private
 
 COLUMNS = {"username": "username", "first name": "first_name", "last name": "last_name", "email": "email", "role": "role"}
 PASSWORDS_FILE = "roster-passwords.csv"
@@ -100,22 +101,15 @@ class Report:
     passwords_file: Path | None
 
 
-def write_private(path: Path, text: str) -> None:
-    partial = path.with_suffix(".partial")
-    partial.write_text(text)
-    os.chmod(partial, 0o600)
-    partial.replace(path)
-
-
 def hub_call(classroom: Classroom, path: str, method: str = "GET", ok: tuple[int, ...] = (200, 201), **kwargs):
-    response = hubprocess.api(classroom, path, method, **kwargs)
+    response = hubapi.api(classroom, path, method, **kwargs)
     if response.status_code not in ok:
         raise RosterError(f"the hub refused {method} {path}: {response.status_code} {response.text[:200]}")
     return response
 
 
 def apply(classroom: Classroom, rows: list[Row]) -> Report:
-    if not hubprocess.answers(classroom):
+    if not hubapi.answers(classroom):
         raise RosterError("no hub answers; start it with `make up` (nothing was changed)")
     state = classroom.hub.state_dir
     existing = {user["name"] for user in hub_call(classroom, "/users").json()}
@@ -131,13 +125,13 @@ def apply(classroom: Classroom, rows: list[Row]) -> Report:
         old = passwords_file.read_text() if passwords_file.exists() else "username,password\n"
         write_private(passwords_file, old + "".join(f"{n},{p}\n" for n, p in passwords.items()))
         hub_call(classroom, "/users", "POST", json={"usernames": [row.username for row in new]})
-    names = grading.group_names(classroom)
+    names = group_names(classroom)
     for group, roles in ((names["students"], {"student"}), (names["graders"], {"instructor", "ta"})):
         members = [row.username for row in rows if row.role in roles]
         hub_call(classroom, f"/groups/{group}", "POST", ok=(201, 409))
         if members:
             hub_call(classroom, f"/groups/{group}/users", "POST", json={"users": members})
-    with grading.gradebook(classroom) as gb:
+    with workflow.gradebook(classroom) as gb:
         for row in rows:
             if row.role == "student":
                 gb.update_or_create_student(row.username, first_name=row.first_name, last_name=row.last_name, email=row.email)

@@ -7,7 +7,7 @@ Why a subclass rather than plain settings:
 - Docker calls go through a bounded pool instead of DockerSpawner's single
   thread, so a class signing in at once is not served one student at a time;
 - limits come from the chosen profile, and the spawn page says what happens;
-- GPUs are handed out by explicit device id (d2lhub.gpus), since Docker's
+- GPUs are handed out by explicit device id (d2lhub.hub.gpus), since Docker's
   `count=1` would give every student the same first GPU.
 
 All of that lives in `ClassroomMixin`; `ClassroomSpawner` (one Docker host, containers)
@@ -25,21 +25,19 @@ from pathlib import Path
 
 import docker.errors
 import requests.exceptions
-from docker.types import DeviceRequest, DriverConfig, Mount, RestartPolicy
-from dockerspawner import DockerSpawner, SwarmSpawner
-from traitlets import Any, Dict, Unicode
+from docker.types import DeviceRequest
+from dockerspawner import DockerSpawner
+from traitlets import Any, Dict, Unicode, default
 from traitlets.config import LoggingConfigurable
 
-from d2lhub import diskspace, firewall, gpus, grading, nodes, readiness
-from d2lhub.bootstrap import LABEL, labelled
-from d2lhub.config import Classroom, Profile
-from d2lhub.content import MANIFEST_NAME, CourseError, CourseManifest
+from d2lhub import diskspace, engine, labels
+from d2lhub.config import Profile
+from d2lhub.course.manifest import MANIFEST_NAME, CourseError, CourseManifest
+from d2lhub.grading import layout
+from d2lhub.hub import firewall, gpus, readiness
+from d2lhub.hub.facts import firewall_inputs
+from d2lhub.studentimage import COURSE_MOUNT, DATA_MOUNT, HOME, STUDENT_GID
 
-HOME = "/home/jovyan"
-COURSE_MOUNT = "/srv/d2l/course"
-DATA_MOUNT = "/srv/d2l/data"  # the class's data cache, read-only; the image's MXNET_HOME lies under it
-STUDENT_GID = 100  # "users": shared by students so group-readable course files work
-SERVER_LABEL = "org.d2lhub.server"  # user or user/server: who a container's GPUs belong to
 LIVE_STATES = {"created", "running", "restarting", "paused"}
 # What docker-py raises when no engine answers on its socket (stopped, restarting, hung).
 ENGINE_DOWN = (requests.exceptions.ConnectionError, requests.exceptions.Timeout)
@@ -49,35 +47,10 @@ ENGINE_DOWN_MESSAGE = (
 )
 
 
-def data_volume(classroom: Classroom) -> str:
-    """The one volume holding the data sets every student reads (`d2lhub course data` fills it)."""
-    return f"{classroom.spawner.instance}-data"
-
-
-def volume_driver(classroom: Classroom, name: str) -> tuple[str, dict[str, str]]:
-    """The driver and options of a home or data volume ({volume} in an option becomes its name)."""
-    settings = classroom.spawner
-    return settings.volume_driver, {k: v.replace("{volume}", name) for k, v in settings.volume_options.items()}
-
-
-def ensure_data_volume(client, classroom: Classroom) -> str:
-    """Create the data volume empty and labelled if missing, so a server never mounts an unlabelled one."""
-    name = data_volume(classroom)
-    try:
-        client.volumes.get(name)
-    except docker.errors.NotFound:
-        driver, options = volume_driver(classroom, name)
-        client.volumes.create(
-            name, driver=driver, driver_opts=options or None,
-            labels={LABEL: classroom.spawner.instance, "org.d2lhub.role": "data"},
-        )
-    return name
-
-
 class ClassroomMixin(LoggingConfigurable):
     """What every classroom server gets, whichever kind of Docker object runs it.
 
-    Configured as `c.ClassroomMixin` (hubconfig), which both spawner classes read.
+    Configured as `c.ClassroomMixin` (d2lhub.hub.traits), which both spawner classes read.
     """
 
     classroom = Any(help="the validated classroom.yaml (d2lhub.config.Classroom)").tag(config=True)
@@ -116,33 +89,54 @@ class ClassroomMixin(LoggingConfigurable):
         groups = {group.name for group in self.user.groups}
         return [p for p in self.classroom.profiles if not p.groups or groups.intersection(p.groups)]
 
-    def _default_options_form(self) -> str:  # DockerSpawner's image picker is replaced by profiles
+    @default("options_form")
+    def _profile_picker(self) -> str:
+        """The profiles this student may choose, as labelled radios; empty (no form) for one.
+
+        A `@default` so it replaces DockerSpawner's own default, an image picker.
+        """
         profiles = self.allowed_profiles()
         if len(profiles) <= 1:
             return ""
         choices = "\n".join(
             f'<div class="form-check"><input class="form-check-input" type="radio" name="profile" '
-            f'id="profile-{p.name}" value="{p.name}"{" checked" if i == 0 else ""}>'
-            f'<label class="form-check-label" for="profile-{p.name}">{escape(p.display_name)}</label></div>'
+            f'id="profile-{p.name}" value="{p.name}" aria-describedby="profile-{p.name}-limits"'
+            f'{" checked" if i == 0 else ""}>'
+            f'<label class="form-check-label" for="profile-{p.name}">{escape(p.display_name)}</label> '
+            f'<small class="text-muted" id="profile-{p.name}-limits">{escape(self.describe_profile(p))}</small></div>'
             for i, p in enumerate(profiles)
         )
         return f"<fieldset><legend>Choose your server</legend>{choices}</fieldset>"
 
+    def describe_profile(self, profile: Profile) -> str:
+        limits = self.classroom.limits_for(profile)
+        gpus_text = f", {profile.gpus} GPU{'s' if profile.gpus > 1 else ''}" if profile.gpus else ""
+        return f"{limits.cpu:g} CPU, {limits.memory / 2**30:.3g} GB memory{gpus_text}"
+
     def options_from_form(self, formdata: dict) -> dict:
+        """What the spawn form posted; a profile not offered to this student is refused here,
+        so the form comes back with the reason instead of a failed spawn."""
         chosen = formdata.get("profile", [""])[0]
+        if chosen:
+            self.profile_named(chosen)
         return {"profile": chosen} if chosen else {}
+
+    def profile_named(self, name: str) -> Profile:
+        allowed = self.allowed_profiles()
+        for profile in allowed:
+            if profile.name == name:
+                return profile
+        offered = ", ".join(p.name for p in allowed) or "none"
+        if any(p.name == name for p in self.classroom.profiles):
+            raise ValueError(f"The server type {name!r} is not offered to {self.user.name} (offered: {offered}).")
+        raise ValueError(f"There is no server type {name!r} in this classroom (offered to {self.user.name}: {offered}).")
 
     def chosen_profile(self) -> Profile:
         allowed = self.allowed_profiles()
         if not allowed:
             raise ValueError(f"no profile in classroom.yaml allows user {self.user.name}")
         name = self.user_options.get("profile")
-        if not name:
-            return allowed[0]
-        for profile in allowed:
-            if profile.name == name:
-                return profile
-        raise ValueError(f"profile {name!r} is not offered to {self.user.name}")
+        return self.profile_named(name) if name else allowed[0]
 
     # GPUs -----------------------------------------------------------------
 
@@ -177,10 +171,10 @@ class ClassroomMixin(LoggingConfigurable):
     def _live_gpu_assignments(self) -> dict[str, gpus.Assignment]:
         """GPUs held by this hub's servers, read from their labels."""
         live = {}
-        for labels in self._live_labels():
-            assignment = gpus.Assignment.from_labels(labels)
-            if assignment and SERVER_LABEL in labels:
-                live[labels[SERVER_LABEL]] = assignment
+        for server_labels in self._live_labels():
+            assignment = gpus.Assignment.from_labels(server_labels)
+            if assignment and labels.SERVER in server_labels:
+                live[server_labels[labels.SERVER]] = assignment
         return live
 
     async def _reconcile_once(self) -> None:
@@ -230,13 +224,13 @@ class ClassroomMixin(LoggingConfigurable):
             return False
         except docker.errors.NotFound:
             pass
-        driver, options = volume_driver(self.classroom, self.home_volume)
+        driver, options = engine.volume_driver(self.classroom, self.home_volume)
         volume = client.create_volume(
             self.home_volume,
             driver=driver,
             driver_opts=options or None,
             # collect checks submissions' owners against this uid: Docker labels are the hub's word, not the student's
-            labels={LABEL: self.classroom.spawner.instance, grading.USER_LABEL: self.user.name, grading.UID_LABEL: str(self.uid)},
+            labels={labels.INSTANCE: self.classroom.spawner.instance, labels.USER: self.user.name, labels.UID: str(self.uid)},
         )
         if options or not self._own_on_host(Path(volume.get("Mountpoint") or "/nonexistent")):
             self._own_in_container()
@@ -254,28 +248,21 @@ class ClassroomMixin(LoggingConfigurable):
         return True
 
     def _own_in_container(self) -> None:
-        client = self.client
-        container = client.create_container(
+        """For volumes on another driver or engine: a throwaway root container makes the home the student's."""
+        docker_client = engine.docker_client(timeout=60)
+        container = docker_client.containers.create(
             self.image,
             entrypoint=["/bin/sh", "-c"],
             command=[f"mkdir -p {HOME}/.d2lhub && chown -R {self.uid}:{STUDENT_GID} {HOME} && chmod 700 {HOME}"],
-            user="0",
-            network_disabled=True,
-            labels={LABEL: self.classroom.spawner.instance},
-            host_config=client.create_host_config(
-                binds={self.home_volume: {"bind": HOME, "mode": "rw"}},
-                cap_drop=["ALL"],
-                cap_add=["CHOWN", "FOWNER"],
-                network_mode="none",
-            ),
+            volumes={self.home_volume: {"bind": HOME, "mode": "rw"}},
+            **engine.throwaway(self.classroom.spawner.instance, "home-owner", cap_add=["CHOWN", "FOWNER"]),
         )
         try:
-            client.start(container)
-            result = client.wait(container, timeout=60)
-            if result.get("StatusCode") != 0:
-                raise RuntimeError(f"preparing {self.home_volume} failed: {client.logs(container).decode()[-300:]}")
+            container.start()
+            if container.wait(timeout=60).get("StatusCode") != 0:
+                raise RuntimeError(f"preparing {self.home_volume} failed: {container.logs().decode()[-300:]}")
         finally:
-            client.remove_container(container, force=True)
+            container.remove(force=True)
 
     _extra_env: dict[str, str] = {}
 
@@ -287,7 +274,7 @@ class ClassroomMixin(LoggingConfigurable):
         return env
 
     def is_grader(self) -> bool:
-        return grading.group_names(self.classroom)["graders"] in {group.name for group in self.user.groups}
+        return layout.group_names(self.classroom)["graders"] in {group.name for group in self.user.groups}
 
     def _apply_profile(self, profile: Profile, assignment: gpus.Assignment | None = None) -> None:
         limits = self.classroom.limits_for(profile)
@@ -295,21 +282,21 @@ class ClassroomMixin(LoggingConfigurable):
         self.mem_limit = limits.memory
         self.cpu_limit = limits.cpu
         grader = self.is_grader()
-        self.volumes = {self.home_volume: HOME, **grading.student_mounts(self.classroom, self.uid, grader)}
-        self.read_only_volumes = {data_volume(self.classroom): DATA_MOUNT}
+        self.volumes = {self.home_volume: HOME, **layout.student_mounts(self.classroom, self.uid, grader)}
+        self.read_only_volumes = {labels.data_volume(self.classroom.spawner.instance): DATA_MOUNT}
         if self.course_dir:
             self.read_only_volumes[self.course_dir] = COURSE_MOUNT
-        labels = {
-            LABEL: self.classroom.spawner.instance,
-            "org.d2lhub.user": self.user.name,
-            "org.d2lhub.profile": profile.name,
-            SERVER_LABEL: self.holder,
+        server_labels = {
+            labels.INSTANCE: self.classroom.spawner.instance,
+            labels.USER: self.user.name,
+            labels.PROFILE: profile.name,
+            labels.SERVER: self.holder,
             **(assignment.labels() if assignment else {}),
         }
-        groups = [str(grading.graders_gid(self.classroom))] if grader else []
-        self._describe_server(limits, labels, groups, assignment)
+        groups = [str(layout.graders_gid(self.classroom))] if grader else []
+        self._describe_server(limits, server_labels, groups, assignment)
 
-    def _describe_server(self, limits, labels: dict, groups: list[str], assignment: gpus.Assignment | None) -> None:
+    def _describe_server(self, limits, server_labels: dict, groups: list[str], assignment: gpus.Assignment | None) -> None:
         """Put uid, labels, limits, hardening and GPUs into this kind's object description."""
         raise NotImplementedError
 
@@ -321,8 +308,6 @@ class ClassroomMixin(LoggingConfigurable):
         """Put the bridge's packet rules back if they went (a restarted engine, a flushed table)."""
         if not self.classroom.spawner.firewall:
             return False
-        from d2lhub.hubconfig import firewall_inputs  # hubconfig imports this module
-
         network = self.client.inspect_network(self.network_name)
         return firewall.ensure(**firewall_inputs(self.classroom, network["Id"]))
 
@@ -407,15 +392,15 @@ class ClassroomSpawner(ClassroomMixin, DockerSpawner):
         instance = self.classroom.spawner.instance
         return [
             container.get("Labels") or {}
-            for container in self.client.containers(all=True, filters=labelled(instance))
+            for container in self.client.containers(all=True, filters=labels.labelled(instance))
             if container.get("State") in LIVE_STATES
         ]
 
-    def _describe_server(self, limits, labels, groups, assignment) -> None:
-        self.extra_create_kwargs = {"user": f"{self.uid}:{STUDENT_GID}", "labels": labels}
+    def _describe_server(self, limits, server_labels, groups, assignment) -> None:
+        self.extra_create_kwargs = {"user": f"{self.uid}:{STUDENT_GID}", "labels": server_labels}
         self.extra_host_config = {
             "pids_limit": limits.pids,
-            "tmpfs": grading.EXCHANGE_ROOT_TMPFS,
+            "tmpfs": layout.EXCHANGE_ROOT_TMPFS,
             "cap_drop": ["ALL"],
             "security_opt": ["no-new-privileges"],
             "init": False,  # tini is the image's entrypoint
@@ -447,129 +432,3 @@ class ClassroomSpawner(ClassroomMixin, DockerSpawner):
         logs = (await self.docker("logs", self.container_id, tail=4)).decode(errors="replace").strip()
         why = "it ran out of memory" if state.get("OOMKilled") else f"it exited with code {state.get('ExitCode')}"
         return f"{why}. Last lines of its log: {logs[-600:] or '(empty)'}"
-
-
-TASK_FAILED = {"failed", "rejected", "shutdown", "complete", "orphaned", "remove"}
-
-
-def tmpfs_mounts(spec: dict[str, str]) -> list[Mount]:
-    """Docker's `tmpfs` host option ({path: "size=1m,mode=1777"}) as Swarm mounts."""
-    mounts = []
-    for target, options in spec.items():
-        parsed = dict(item.split("=", 1) for item in options.split(",") if "=" in item)
-        size = parsed.get("size")
-        mounts.append(
-            Mount(
-                target, None, type="tmpfs",
-                tmpfs_size=size.upper() if size else None,
-                tmpfs_mode=int(parsed["mode"], 8) if "mode" in parsed else None,
-            )
-        )
-    return mounts
-
-
-class ClassroomSwarmSpawner(ClassroomMixin, SwarmSpawner):
-    """One Swarm service per student (`spawner.kind: swarm`), so servers run on any node.
-
-    The task publishes JupyterLab's port in host mode on whichever node runs it; the hub
-    reaches it at that node's address. Images are given by ID, so no node asks a registry.
-    GPU profiles are placed on nodes labelled `org.d2lhub.gpu=true`, on the node whose
-    GPUs the allocator chose, and get them through NVIDIA_VISIBLE_DEVICES (Swarm services
-    cannot carry device requests; GPU nodes use the nvidia runtime by default).
-    """
-
-    def gpu_hosts(self) -> dict[str, tuple[str, ...]]:
-        found = (nodes.Node.from_swarm(attrs) for attrs in self.client.nodes())
-        return {node.hostname: node.gpus for node in found if node.gpus}
-
-    def _live_labels(self) -> list[dict]:
-        instance = self.classroom.spawner.instance
-        return [service["Spec"].get("Labels") or {} for service in self.client.services(filters=labelled(instance))]
-
-    @property
-    def mounts(self) -> list[Mount]:
-        """Named volumes (home, data) with this classroom's driver; host paths (course, exchange) as binds."""
-        found = []
-        for source, bind in self.volume_binds.items():
-            read_only = bind["mode"] == "ro"
-            if source.startswith("/"):
-                found.append(Mount(bind["bind"], source, type="bind", read_only=read_only))
-                continue
-            driver, options = volume_driver(self.classroom, source)
-            config = DriverConfig(driver, options) if options or driver != "local" else None
-            found.append(
-                Mount(bind["bind"], source, type="volume", read_only=read_only, driver_config=config,
-                      labels={LABEL: self.classroom.spawner.instance})
-            )
-        return found + tmpfs_mounts(grading.EXCHANGE_ROOT_TMPFS)
-
-    def _describe_server(self, limits, labels, groups, assignment) -> None:
-        self.extra_create_kwargs = {"labels": labels}
-        self.extra_container_spec = {
-            "user": f"{self.uid}:{STUDENT_GID}",
-            "labels": labels,
-            "cap_drop": ["ALL"],
-            "init": False,  # tini is the image's entrypoint
-            "groups": groups,
-        }
-        self._extra_env = {"NVIDIA_VISIBLE_DEVICES": ",".join(assignment.ids)} if assignment else {}
-        self._pids = limits.pids
-        constraints = []
-        if assignment:
-            constraints = [f"node.labels.{nodes.GPU_FLAG_LABEL}==true", f"node.hostname=={assignment.host}"]
-        self.extra_placement_spec = {"constraints": constraints}
-        self.extra_task_spec = {"restart_policy": RestartPolicy(condition="none")}  # a dead server is the hub's to notice
-        self.extra_endpoint_spec = {"ports": [{"Protocol": "tcp", "TargetPort": self.port, "PublishMode": "host"}]}
-
-    def _docker(self, method, *args, **kwargs):
-        if method == "create_service":
-            # pids is not among docker-py's Resources arguments; the Swarm API (1.41+) takes Limits.Pids
-            kwargs["task_template"].setdefault("Resources", {}).setdefault("Limits", {})["Pids"] = self._pids
-        return super()._docker(method, *args, **kwargs)
-
-    async def _started(self, assignment):
-        # By ID, so the engine never asks a registry for the tag (there is none in a classroom).
-        self.image = (await self.docker("inspect_image", self.image))["Id"]
-        return await super()._started(assignment)
-
-    async def start_object(self):
-        """Wait until the task runs, telling the student why it waits (no node fits) and failing on a dead task."""
-        told: set[str] = set()
-        delay = 0.5
-        while True:
-            task = await self.get_task()
-            if not task:
-                raise RuntimeError(f"Service {self.service_name} has no task")
-            status = task["Status"]
-            state = status["State"].lower()
-            if state == "running":
-                return
-            reason = status.get("Err") or status.get("Message") or state
-            if state in TASK_FAILED:
-                raise RuntimeError(f"Your server could not start on the Swarm: {reason}")
-            if status.get("Err") and reason not in told:
-                told.add(reason)
-                hint = ""
-                if "constraint" in reason and self.extra_placement_spec.get("constraints"):
-                    hint = (f" (GPU servers run only on nodes labelled {nodes.GPU_FLAG_LABEL}=true: "
-                            "`d2lhub nodes add HOST --gpus IDS`)")
-                self._events.append(f"Waiting for a node that can run your server: {reason}{hint}")
-            await asyncio.sleep(delay)
-            delay = min(delay * 1.5, 5)
-
-    async def _why_stopped(self) -> str | None:
-        task = await self.get_task()
-        status = (task or {}).get("Status", {})
-        if status.get("State") == "running":
-            return None
-        return f"its Swarm task is {status.get('State', 'gone')}: {status.get('Err') or status.get('Message') or 'no reason given'}"
-
-    async def get_ip_and_port(self):
-        """The address of the node running the task and the port it published there."""
-        task = await self.get_task()
-        ports = (task or {}).get("Status", {}).get("PortStatus", {}).get("Ports") or []
-        published = next((p["PublishedPort"] for p in ports if p.get("TargetPort") == self.port), None)
-        if published is None:
-            raise RuntimeError(f"service {self.service_name} published no port for {self.port}")
-        node = await self.docker("inspect_node", task["NodeID"])
-        return nodes.node_address(node), published

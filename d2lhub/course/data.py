@@ -6,7 +6,7 @@ use (`d2l.DATA_HUB['name']`, `d2l.download('name')`,
 register its own file (`d2l.DATA_HUB['name'] = (d2l.DATA_URL + 'file', 'sha1')`);
 those entries are read from the chapter, the rest come from d2l's DATA_HUB in
 the student image. The fetching itself runs in a container of the student
-image (d2lhub/datafetch.py) on the host's network, so a mirror on this machine
+image (d2lhub/image/datafetch.py) on the host's network, so a mirror on this machine
 works, and writes the volume that students then mount read-only.
 """
 
@@ -23,13 +23,13 @@ from pathlib import Path
 import docker
 import nbformat
 
-from d2lhub import bootstrap
+from d2lhub import engine
 from d2lhub.config import Classroom
-from d2lhub.coursecheck import chapters_of, json_lines
-from d2lhub.datafetch import GLUON_SETS
-from d2lhub.spawner import DATA_MOUNT, ensure_data_volume
+from d2lhub.course.check import chapters_of, json_lines
+from d2lhub.image.datafetch import GLUON_SETS
+from d2lhub.studentimage import DATA_MOUNT, IN_IMAGE_DIR, built_image
 
-FETCHER = Path(__file__).resolve().parent / "datafetch.py"
+FETCHER = IN_IMAGE_DIR / "datafetch.py"
 FETCHER_MOUNT = "/opt/d2lhub-tools/datafetch.py"
 PROXY_VARIABLES = ("HTTP_PROXY", "HTTPS_PROXY", "NO_PROXY", "http_proxy", "https_proxy", "no_proxy")
 
@@ -111,10 +111,8 @@ def fetch(
     needs = scan(course, classroom.course.data)
     if not needs.names:
         return []
-    client = client or bootstrap.docker_client()
-    image = bootstrap.student_image(classroom, client)
-    if not bootstrap.has_image(client, image):
-        raise DataError(f"student image {image} is not built: run `make images`")
+    client = client or engine.docker_client()
+    image = built_image(classroom, client)
     request = {
         "data_url": classroom.course.data_url,
         "names": list(needs.names),
@@ -123,19 +121,17 @@ def fetch(
     environment = {name: os.environ[name] for name in PROXY_VARIABLES if name in os.environ}
     if classroom.course.gluon_repo:
         environment["MXNET_GLUON_REPO"] = classroom.course.gluon_repo
-    volume = ensure_data_volume(client, classroom)
+    volume = engine.ensure_data_volume(client, classroom)
     container = client.containers.run(
         image,
         ["python3", FETCHER_MOUNT, json.dumps(request)],
         name=f"{classroom.spawner.instance}-data-{uuid.uuid4().hex[:8]}",
-        labels={bootstrap.LABEL: classroom.spawner.instance, "org.d2lhub.role": "data-fetch"},
-        user="0",  # writes the volume; files stay world-readable for the students' uids
-        network_mode="host",  # reaches a mirror on this machine as well as the data host
-        cap_drop=["ALL"],
-        security_opt=["no-new-privileges"],
         environment=environment,
         volumes={volume: {"bind": DATA_MOUNT, "mode": "rw"}, str(FETCHER): {"bind": FETCHER_MOUNT, "mode": "ro"}},
         detach=True,
+        # root writes the volume (files stay world-readable for the students' uids); the host's
+        # network reaches a mirror on this machine as well as the data host
+        **engine.throwaway(classroom.spawner.instance, "data-fetch", network="host"),
     )
     results: list[Fetched] = []
     try:

@@ -26,11 +26,11 @@ import requests
 import websocket
 from croniter import croniter
 
-from d2lhub import hubprocess
+from d2lhub import hubapi
 from d2lhub.config import Classroom
-from d2lhub.grading import group_names
-from d2lhub.hubconfig import cli_token, public_url
-from d2lhub.kernelrun import channels_url, run_code
+from d2lhub.grading.layout import group_names
+from d2lhub.ops.kernelrun import channels_url, run_code
+from d2lhub.state import cli_token, public_url
 
 
 class PrestartError(Exception):
@@ -46,7 +46,7 @@ class Outcome:
 
 
 def api_json(classroom: Classroom, path: str) -> dict | list:
-    response = hubprocess.api(classroom, path)
+    response = hubapi.api(classroom, path)
     if response.status_code == 404:
         raise PrestartError(f"the hub has no {path.strip('/').replace('/', ' ')}")
     response.raise_for_status()
@@ -74,7 +74,7 @@ def server_state(classroom: Classroom, user: str) -> dict | None:
 
 def server_api(classroom: Classroom, user: str, path: str, method: str = "GET", **kwargs) -> requests.Response:
     """The user's Jupyter server's REST API, through the proxy."""
-    return hubprocess.through_proxy(classroom, f"/user/{user}/api{path}", method, timeout=60, **kwargs)
+    return hubapi.through_proxy(classroom, f"/user/{user}/api{path}", method, timeout=60, **kwargs)
 
 
 def warm_notebook(classroom: Classroom, user: str, notebook: str, timeout: float) -> str:
@@ -122,7 +122,7 @@ def start_server(classroom: Classroom, user: str, timeout: float) -> Outcome:
     if server and server.get("ready"):
         return Outcome(user, "already running")
     if not server:
-        response = hubprocess.api(classroom, f"/users/{user}/server", method="POST")
+        response = hubapi.api(classroom, f"/users/{user}/server", method="POST")
         if response.status_code not in (201, 202):
             return Outcome(user, "failed", reason=f"the hub answered {response.status_code}: {response.text[:200]}")
     while time.monotonic() - started < timeout:

@@ -16,7 +16,7 @@ import sys
 import time
 from pathlib import Path
 
-sys.path.insert(0, "/opt/d2lhub")  # the image's copy of d2lhub/delivery.py
+sys.path.insert(0, "/opt/d2lhub")  # the image's copy of d2lhub/image/delivery.py
 
 import delivery  # noqa: E402
 import nbformat  # noqa: E402

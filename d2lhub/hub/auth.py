@@ -5,8 +5,6 @@ the moment the hub starts, and students can still change their password."""
 from __future__ import annotations
 
 import json
-import os
-import secrets
 from pathlib import Path
 
 import bcrypt
@@ -14,30 +12,6 @@ from jupyterhub.handlers.login import LoginHandler
 from nativeauthenticator import NativeAuthenticator
 from nativeauthenticator.orm import UserInfo
 from traitlets import Dict, Unicode
-
-from d2lhub.config import Classroom
-
-PASSWORDS_FILE = "accounts.json"
-ROSTER_HASHES_FILE = "roster_accounts.json"
-
-
-def account_passwords(classroom: Classroom) -> dict[str, str]:
-    """The password of each listed account: as configured, else generated once and kept in state_dir."""
-    path = classroom.hub.state_dir / PASSWORDS_FILE
-    try:
-        stored: dict[str, str] = json.loads(path.read_text())
-    except FileNotFoundError:
-        stored = {}
-    passwords = {}
-    for account in classroom.auth.accounts:
-        passwords[account.name] = account.password or stored.get(account.name) or secrets.token_urlsafe(9)
-    if passwords != stored:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        partial = path.with_suffix(".partial")
-        partial.write_text(json.dumps(passwords, indent=1, sort_keys=True))
-        os.chmod(partial, 0o600)
-        partial.replace(path)
-    return passwords
 
 
 class ClassroomAuthenticator(NativeAuthenticator):
@@ -60,7 +34,7 @@ class ClassroomAuthenticator(NativeAuthenticator):
         self.db.commit()
 
     def get_handlers(self, app):
-        """JupyterHub's own sign-in page (branded by d2lhub/templates/login.html) instead of
+        """JupyterHub's own sign-in page (branded by d2lhub/hub/templates/login.html) instead of
         NativeAuthenticator's, whose form lacks the stock page's accessible markup."""
         return [(path, LoginHandler if path == r"/login" else handler) for path, handler in super().get_handlers(app)]
 

@@ -4,7 +4,7 @@ A chapter that passes here passes for a student: same image, non-root uid,
 no network, the classroom's memory/CPU/process limits, the course mounted
 read-only and delivered into a scratch home, the data cache mounted read-only.
 Chapters are shared out over `jobs` containers; each runs its share one after
-another (d2lhub/chapterrun.py) and reports a JSON line per chapter.
+another (d2lhub/image/chapterrun.py) and reports a JSON line per chapter.
 """
 
 from __future__ import annotations
@@ -19,13 +19,20 @@ from pathlib import Path
 import docker
 import docker.errors
 
-from d2lhub import bootstrap
+from d2lhub import engine, labels
 from d2lhub.config import Classroom
-from d2lhub.content import MANIFEST_NAME, CourseError, CourseManifest
-from d2lhub.hubconfig import course_dir
-from d2lhub.spawner import COURSE_MOUNT, DATA_MOUNT, HOME, STUDENT_GID, data_volume
+from d2lhub.course.manifest import MANIFEST_NAME, CourseError, CourseManifest
+from d2lhub.state import course_dir
+from d2lhub.studentimage import (
+    COURSE_MOUNT,
+    DATA_MOUNT,
+    HOME,
+    IN_IMAGE_DIR,
+    STUDENT_GID,
+    built_image,
+)
 
-RUNNER = Path(__file__).resolve().parent / "chapterrun.py"
+RUNNER = IN_IMAGE_DIR / "chapterrun.py"
 RUNNER_MOUNT = "/opt/d2lhub-tools/chapterrun.py"
 SCRATCH_SIZE = "1g"
 
@@ -77,22 +84,18 @@ def container_settings(classroom: Classroom, image: str, chapters: list[str], ti
         str(RUNNER): {"bind": RUNNER_MOUNT, "mode": "ro"},
     }
     if with_data:
-        volumes[data_volume(classroom)] = {"bind": DATA_MOUNT, "mode": "ro"}
+        volumes[labels.data_volume(classroom.spawner.instance)] = {"bind": DATA_MOUNT, "mode": "ro"}
     return {
         "image": image,
         "command": ["python3", RUNNER_MOUNT, "--course", COURSE_MOUNT, "--timeout", str(timeout), *chapters],
         "name": f"{instance}-check-{uuid.uuid4().hex[:8]}",
-        "labels": {bootstrap.LABEL: instance, "org.d2lhub.role": "course-check"},
-        "user": f"{uid}:{STUDENT_GID}",
-        "network_mode": "none",
-        "cap_drop": ["ALL"],
-        "security_opt": ["no-new-privileges"],
         "mem_limit": limits.memory,
         "nano_cpus": int(limits.cpu * 1e9),
         "pids_limit": limits.pids,
         "volumes": volumes,
         "tmpfs": {HOME: f"rw,exec,nosuid,nodev,size={SCRATCH_SIZE},uid={uid},gid={STUDENT_GID},mode=0700"},
         "detach": True,
+        **engine.throwaway(instance, "course-check", user=f"{uid}:{STUDENT_GID}"),
     }
 
 
@@ -148,12 +151,10 @@ def check(
 ) -> list[Result]:
     """Run every built chapter; results in book order."""
     chapters = chapters_of(course_dir(classroom))
-    client = client or bootstrap.docker_client()
-    image = bootstrap.student_image(classroom, client)
-    if not bootstrap.has_image(client, image):
-        raise CheckError(f"student image {image} is not built: run `make images`")
+    client = client or engine.docker_client()
+    image = built_image(classroom, client)
     try:
-        client.volumes.get(data_volume(classroom))
+        client.volumes.get(labels.data_volume(classroom.spawner.instance))
         with_data = True
     except docker.errors.NotFound:
         with_data = False

@@ -1,62 +1,24 @@
 """Swarm nodes: list, add (join command + labels), drain, and how many students fit.
 
-GPU nodes carry the labels `org.d2lhub.gpus=0,1` (their device ids, which the capacity
+GPU nodes carry the labels `org.d2lhub.node-gpus=0,1` (their device ids, which the capacity
 report and the GPU allocator read) and `org.d2lhub.gpu=true`, which GPU profiles' placement
 constraints match (Swarm constraints compare values; they cannot ask "label not empty").
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-
 import docker
 import docker.errors
 
-from d2lhub.bootstrap import labelled
+from d2lhub import labels
 from d2lhub.config import Classroom
+from d2lhub.engine import Node
 
-GPU_NODE_LABEL = "org.d2lhub.gpus"
-GPU_FLAG_LABEL = "org.d2lhub.gpu"
 NOT_MANAGER = "this Docker engine is not a Swarm manager: run `docker swarm init` here first"
 
 
 class NodeError(Exception):
     """The engine is not a Swarm manager, or a node is unknown; the message says what to do."""
-
-
-@dataclass(frozen=True)
-class Node:
-    hostname: str
-    id: str
-    role: str
-    availability: str
-    state: str
-    cpus: float
-    memory: int
-    gpus: tuple[str, ...] = ()
-    labels: dict[str, str] = field(default_factory=dict)
-
-    @property
-    def schedulable(self) -> bool:
-        return self.availability == "active" and self.state == "ready"
-
-    @classmethod
-    def from_swarm(cls, attrs: dict) -> Node:
-        spec, description = attrs.get("Spec", {}), attrs.get("Description", {})
-        resources = description.get("Resources", {})
-        labels = spec.get("Labels") or {}
-        gpus = tuple(gpu for gpu in labels.get(GPU_NODE_LABEL, "").split(",") if gpu)
-        return cls(
-            hostname=description.get("Hostname", attrs.get("ID", "?")),
-            id=attrs.get("ID", ""),
-            role=spec.get("Role", "worker"),
-            availability=spec.get("Availability", "active"),
-            state=attrs.get("Status", {}).get("State", "unknown"),
-            cpus=resources.get("NanoCPUs", 0) / 1e9,
-            memory=resources.get("MemoryBytes", 0),
-            gpus=gpus,
-            labels=labels,
-        )
 
 
 def fits_on(node: Node, classroom: Classroom, profile_name: str) -> int:
@@ -109,33 +71,25 @@ def join_command(client: docker.DockerClient, manager: bool = False) -> str:
 
 
 def node_labels(gpus: tuple[str, ...]) -> dict[str, str]:
-    return {GPU_NODE_LABEL: ",".join(gpus), GPU_FLAG_LABEL: "true"} if gpus else {}
+    return {labels.NODE_GPUS: ",".join(gpus), labels.NODE_GPU_FLAG: "true"} if gpus else {}
 
 
-def node_address(attrs: dict) -> str:
-    """Where the hub reaches a node's published ports: its Swarm address (a manager may report 0.0.0.0)."""
-    address = attrs.get("Status", {}).get("Addr") or ""
-    if address in ("", "0.0.0.0"):
-        address = (attrs.get("ManagerStatus") or {}).get("Addr", "").rsplit(":", 1)[0]
-    return address or "127.0.0.1"
-
-
-def label(client: docker.DockerClient, hostname: str, labels: dict[str, str]) -> None:
+def label(client: docker.DockerClient, hostname: str, added: dict[str, str]) -> None:
     node = find(client, hostname)
     spec = dict(node.attrs["Spec"])
-    spec["Labels"] = {**(spec.get("Labels") or {}), **labels}
+    spec["Labels"] = {**(spec.get("Labels") or {}), **added}
     node.update(spec)
 
 
 def students_on(client: docker.DockerClient, hostname: str, instance: str) -> list[str]:
     """Students whose servers run on a node (the Swarm spawner's tasks of this hub)."""
     node = find(client, hostname)
-    services = {s.id: s for s in client.services.list(filters=labelled(instance))}
+    services = {s.id: s for s in client.services.list(filters=labels.labelled(instance))}
     names = []
     for task in client.api.tasks(filters={"node": node.id, "desired-state": "running"}):
         service = services.get(task.get("ServiceID"))
         if service is not None:
-            names.append(service.attrs["Spec"].get("Labels", {}).get("org.d2lhub.user", service.name))
+            names.append(service.attrs["Spec"].get("Labels", {}).get(labels.USER, service.name))
     return sorted(names)
 
 

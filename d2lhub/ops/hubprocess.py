@@ -10,25 +10,18 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-import requests
-
-from d2lhub import bootstrap
+from d2lhub import labels
 from d2lhub.config import Classroom
-from d2lhub.hubconfig import CONFIG_ENV, cli_token, public_url
+from d2lhub.engine import docker_client
+from d2lhub.hubapi import answers, api
+from d2lhub.state import CONFIG_ENV, log_file, pid_file
 
-HUB_CONFIG_FILE = bootstrap.PACKAGE_DIR.parent / "jupyterhub_config.py"
+SOURCE_ROOT = Path(__file__).resolve().parents[2]  # the checkout: jupyterhub_config.py and the d2lhub package
+HUB_CONFIG_FILE = SOURCE_ROOT / "jupyterhub_config.py"
 
 
 class HubError(Exception):
     """The hub did not start, or does not answer; the message says where to look."""
-
-
-def pid_file(classroom: Classroom) -> Path:
-    return classroom.hub.state_dir / "jupyterhub.pid"
-
-
-def log_file(classroom: Classroom) -> Path:
-    return classroom.hub.state_dir / "jupyterhub.log"
 
 
 def alive(pid: int) -> bool:
@@ -52,31 +45,6 @@ def running_pid(classroom: Classroom) -> int | None:
     return pid if alive(pid) else None
 
 
-def api(classroom: Classroom, path: str, method: str = "GET", **kwargs) -> requests.Response:
-    return through_proxy(classroom, f"/hub/api{path}", method, **kwargs)
-
-
-def through_proxy(
-    classroom: Classroom, path: str, method: str = "GET", timeout: float = 30, **kwargs
-) -> requests.Response:
-    """A request to the hub's public address with the CLI's token: the hub's API, or (scope access:servers) a server's."""
-    return requests.request(
-        method,
-        f"{public_url(classroom)}{path}",
-        headers={"Authorization": f"token {cli_token(classroom)}"},
-        timeout=timeout,
-        verify=False if classroom.hub.https else True,
-        **kwargs,
-    )
-
-
-def answers(classroom: Classroom) -> bool:
-    try:
-        return api(classroom, "/").status_code == 200
-    except requests.RequestException:
-        return False
-
-
 def start(classroom: Classroom, config_file: Path, wait_seconds: int = 90, hub_config: Path = HUB_CONFIG_FILE) -> int:
     """Start the hub in the background (it outlives this command) and wait until it answers."""
     pid = running_pid(classroom)
@@ -85,8 +53,7 @@ def start(classroom: Classroom, config_file: Path, wait_seconds: int = 90, hub_c
     state = classroom.hub.state_dir
     state.mkdir(parents=True, exist_ok=True)
     # The hub imports the same d2lhub as this command, not whichever copy is installed.
-    source_root = str(Path(__file__).resolve().parents[1])
-    python_path = os.pathsep.join(filter(None, [source_root, os.environ.get("PYTHONPATH")]))
+    python_path = os.pathsep.join(filter(None, [str(SOURCE_ROOT), os.environ.get("PYTHONPATH")]))
     env = {**os.environ, CONFIG_ENV: str(config_file.resolve()), "PYTHONPATH": python_path}
     with open(log_file(classroom), "ab") as log:
         process = subprocess.Popen(
@@ -132,8 +99,8 @@ def stop(classroom: Classroom, wait_seconds: int = 30) -> bool:
 
 def stop_servers(classroom: Classroom) -> int:
     """Stop this hub's student containers (or Swarm services); their volumes (the students' work) stay."""
-    client = bootstrap.docker_client()
-    mine = bootstrap.labelled(classroom.spawner.instance)
+    client = docker_client()
+    mine = labels.labelled(classroom.spawner.instance)
     if classroom.spawner.kind == "swarm":
         services = client.services.list(filters=mine)
         for service in services:
@@ -158,7 +125,7 @@ class ServerRow:
 def status(classroom: Classroom) -> list[ServerRow]:
     response = api(classroom, "/users")
     response.raise_for_status()
-    client = bootstrap.docker_client()
+    client = docker_client()
     servers = (swarm_servers if classroom.spawner.kind == "swarm" else local_servers)(client, classroom)
     rows = []
     for user in sorted(response.json(), key=lambda u: u["name"]):
@@ -180,18 +147,18 @@ def status(classroom: Classroom) -> list[ServerRow]:
 
 def local_servers(client, classroom: Classroom) -> dict[str, tuple[str, str]]:
     """user -> (container, image) on this host's engine."""
-    found = client.containers.list(filters=bootstrap.labelled(classroom.spawner.instance))
-    return {c.labels.get("org.d2lhub.user"): (c.name, (c.image.tags or [c.image.short_id])[0]) for c in found}
+    found = client.containers.list(filters=labels.labelled(classroom.spawner.instance))
+    return {c.labels.get(labels.USER): (c.name, (c.image.tags or [c.image.short_id])[0]) for c in found}
 
 
 def swarm_servers(client, classroom: Classroom) -> dict[str, tuple[str, str]]:
     """user -> (service@node, image) across the Swarm."""
     hostnames = {node.id: node.attrs["Description"]["Hostname"] for node in client.nodes.list()}
     found = {}
-    for service in client.services.list(filters=bootstrap.labelled(classroom.spawner.instance)):
+    for service in client.services.list(filters=labels.labelled(classroom.spawner.instance)):
         spec = service.attrs["Spec"]
         tasks = service.tasks(filters={"desired-state": "running"})
         node = hostnames.get(tasks[0].get("NodeID"), "?") if tasks else "no node yet"
         image = spec["TaskTemplate"]["ContainerSpec"]["Image"]
-        found[(spec.get("Labels") or {}).get("org.d2lhub.user")] = (f"{service.name}@{node}", image[:19])
+        found[(spec.get("Labels") or {}).get(labels.USER)] = (f"{service.name}@{node}", image[:19])
     return found

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import io
 import json
+import os
 import sqlite3
 import tarfile
 import tempfile
@@ -19,8 +20,9 @@ from pathlib import Path
 
 import docker
 
-from d2lhub import bootstrap
+from d2lhub import engine, labels
 from d2lhub.config import Classroom
+from d2lhub.studentimage import student_image
 
 MANIFEST = "d2lhub-backup.json"
 SKIPPED = {"jupyterhub.pid", "proxy.pid", "jupyterhub.log", "dockerd.log"}
@@ -32,7 +34,7 @@ class BackupError(Exception):
 
 
 def labelled_volumes(client: docker.DockerClient, instance: str) -> list[str]:
-    return sorted(v.name for v in client.volumes.list(filters=bootstrap.labelled(instance)))
+    return sorted(v.name for v in client.volumes.list(filters=labels.labelled(instance)))
 
 
 def sqlite_copy(source: Path, target: Path) -> None:
@@ -40,11 +42,11 @@ def sqlite_copy(source: Path, target: Path) -> None:
         live.backup(copy)
 
 
-def volume_tar(client: docker.DockerClient, image: str, volume: str) -> bytes:
+def volume_tar(client: docker.DockerClient, image: str, instance: str, volume: str) -> bytes:
     """The volume's files as a tar stream (members under `v/`, owners and modes kept); nothing runs."""
     container = client.containers.create(
-        image, command=["true"], network_disabled=True,
-        volumes={volume: {"bind": "/v", "mode": "ro"}}, labels={bootstrap.LABEL: "d2lhub-backup"},
+        image, command=["true"], volumes={volume: {"bind": "/v", "mode": "ro"}},
+        **engine.throwaway(instance, "backup"),
     )
     try:
         stream, _ = container.get_archive("/v")
@@ -53,11 +55,13 @@ def volume_tar(client: docker.DockerClient, image: str, volume: str) -> bytes:
         container.remove(force=True)
 
 
-def write_volume(client: docker.DockerClient, image: str, volume: str, data: bytes, labels: dict) -> None:
-    client.volumes.create(volume, labels=labels)
+def write_volume(client: docker.DockerClient, image: str, instance: str, volume: str, data: bytes, volume_labels: dict) -> None:
+    client.volumes.create(volume, labels=volume_labels)
     container = client.containers.create(
-        image, entrypoint=["tar", "-C", "/", "--same-owner", "-xpf", "/in/volume.tar"], user="0", network_disabled=True,
-        volumes={volume: {"bind": "/v", "mode": "rw"}}, labels={bootstrap.LABEL: "d2lhub-backup"},
+        image, entrypoint=["tar", "-C", "/", "--same-owner", "-xpf", "/in/volume.tar"],
+        volumes={volume: {"bind": "/v", "mode": "rw"}},
+        # tar restores every file's owner and mode, into folders of other uids
+        **engine.throwaway(instance, "restore", cap_add=["CHOWN", "DAC_OVERRIDE", "FOWNER"]),
     )
     try:
         container.put_archive("/", _single_file_tar("in/volume.tar", data))
@@ -78,13 +82,17 @@ def _single_file_tar(name: str, data: bytes) -> bytes:
 
 
 def backup(classroom: Classroom, archive_path: Path, say: Progress = lambda _: None) -> dict:
-    client = bootstrap.docker_client()
-    image = bootstrap.student_image(classroom, client)
+    client = engine.docker_client()
+    image = student_image(classroom, client)
     state = classroom.hub.state_dir
     instance = classroom.spawner.instance
     volumes = labelled_volumes(client, instance)
     partial = archive_path.with_name(archive_path.name + ".partial")
-    with tarfile.open(partial, "w:gz") as archive, tempfile.TemporaryDirectory() as scratch:
+    # The archive holds the cookie secret, the tokens and initial passwords: its owner's eyes only.
+    descriptor = os.open(partial, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    os.fchmod(descriptor, 0o600)
+    with os.fdopen(descriptor, "wb") as private, tarfile.open(fileobj=private, mode="w:gz") as archive, \
+            tempfile.TemporaryDirectory() as scratch:
         for path in sorted(state.rglob("*")):
             if not path.is_file() or path.name in SKIPPED or path.name.endswith((".partial", "-journal")):
                 continue
@@ -97,7 +105,7 @@ def backup(classroom: Classroom, archive_path: Path, say: Progress = lambda _: N
                 archive.add(path, name)
         for volume in volumes:
             say(f"volume {volume}")
-            data = volume_tar(client, image, volume)
+            data = volume_tar(client, image, instance, volume)
             info = tarfile.TarInfo(f"volumes/{volume.removeprefix(instance)}.tar")
             info.size = len(data)
             archive.addfile(info, io.BytesIO(data))
@@ -116,8 +124,8 @@ def backup(classroom: Classroom, archive_path: Path, say: Progress = lambda _: N
 
 def restore(classroom: Classroom, archive_path: Path, say: Progress = lambda _: None) -> dict:
     """Into an empty classroom only: a restore never merges into, or overwrites, live data."""
-    client = bootstrap.docker_client()
-    image = bootstrap.student_image(classroom, client)
+    client = engine.docker_client()
+    image = student_image(classroom, client)
     state = classroom.hub.state_dir
     instance = classroom.spawner.instance
     try:
@@ -140,8 +148,8 @@ def restore(classroom: Classroom, archive_path: Path, say: Progress = lambda _: 
         for suffix in manifest["volumes"]:
             say(f"volume {instance}{suffix}")
             data = archive.extractfile(f"volumes/{suffix}.tar").read()
-            labels = {**manifest["labels"].get(suffix, {}), bootstrap.LABEL: instance}
-            write_volume(client, image, instance + suffix, data, labels)
+            volume_labels = {**manifest["labels"].get(suffix, {}), labels.INSTANCE: instance}
+            write_volume(client, image, instance, instance + suffix, data, volume_labels)
     return manifest
 
 

@@ -1,0 +1,126 @@
+"""The exercises from roster to grades: `d2lhub roster`, `assignment`, `grades`.
+
+nbgrader loads only when one of these verbs runs, not for every `d2lhub` command.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+from rich.progress import Progress
+from rich.table import Table
+
+from d2lhub.cli.common import (
+    DEFAULT_CONFIG,
+    ConfigOption,
+    console,
+    fail,
+    load,
+    load_to_write,
+    say,
+)
+
+roster_app = typer.Typer(help="The class list: hub users, course groups, gradebook.", no_args_is_help=True)
+assignment_app = typer.Typer(help="Release, collect, autograde and give feedback on an exercise.", no_args_is_help=True)
+grades_app = typer.Typer(help="Grades from the gradebook.", no_args_is_help=True)
+
+
+@roster_app.command("import")
+def roster_import(
+    file: Annotated[Path, typer.Argument(help="CSV with columns username, first name, last name, email, role")],
+    config_file: ConfigOption = DEFAULT_CONFIG,
+) -> None:
+    """Create missing users (with generated passwords), add them to the course groups and the gradebook."""
+    from d2lhub.grading import roster
+
+    classroom = load_to_write(config_file, "import a roster")
+    try:
+        report = roster.apply(classroom, roster.load(file))
+    except roster.RosterError as exc:
+        raise fail(str(exc)) from None
+    typer.echo(f"{len(report.created)} user(s) created, {len(report.existing)} already there")
+    if report.passwords_file:
+        typer.echo(f"passwords of new users: {report.passwords_file} (readable by you only)")
+
+
+def grading_step(step):
+    from d2lhub.grading import workflow as grading
+
+    try:
+        return step(grading)
+    except grading.GradingError as exc:
+        raise fail(str(exc)) from None
+
+
+@assignment_app.command("release")
+def assignment_release(name: str, config_file: ConfigOption = DEFAULT_CONFIG) -> None:
+    """Make the student version of NAME and put it where students fetch it."""
+    classroom = load_to_write(config_file, f"release {name}")
+    target = grading_step(lambda g: g.release(classroom, name))
+    typer.echo(f"released {name} ({target})")
+
+
+@assignment_app.command("collect")
+def assignment_collect(name: str, config_file: ConfigOption = DEFAULT_CONFIG) -> None:
+    """Collect each student's latest own submission of NAME; forged ones are set aside and listed."""
+    classroom = load_to_write(config_file, f"collect {name}")
+    with Progress(console=console) as progress:
+        task = progress.add_task(f"checking owners of {name} submissions", total=None)
+        report = grading_step(lambda g: g.collect(classroom, name, lambda entry: progress.advance(task)))
+    table = Table(title=f"{name}: collected {len(report.collected)}, rejected {len(report.rejected)}")
+    table.add_column("submission")
+    table.add_column("status")
+    for student in report.collected:
+        table.add_row(student, "collected")
+    for entry, reason in report.rejected:
+        table.add_row(entry, f"[red]rejected[/red]: {reason}")
+    Console().print(table)
+
+
+@assignment_app.command("autograde")
+def assignment_autograde(
+    name: str,
+    config_file: ConfigOption = DEFAULT_CONFIG,
+    jobs: Annotated[int, typer.Option("--jobs", "-j", min=0, help="submissions run at once (0: grading.jobs, else one per core)")] = 0,
+) -> None:
+    """Run every collected submission of NAME in a sandbox container and score it with nbgrader."""
+    from d2lhub.grading import workflow as grading
+
+    classroom = load_to_write(config_file, f"autograde {name}")
+    total = len(grading.submitted_students(classroom, name))
+    with Progress(console=console) as progress:
+        task = progress.add_task(f"autograding {name}", total=total)
+        graded = grading_step(lambda g: g.autograde(classroom, name, jobs, lambda s: progress.advance(task)))
+    table = Table(title=f"{name}: {len(graded)} submission(s) graded")
+    for column in ("student", "score", "note"):
+        table.add_column(column)
+    for row in graded:
+        table.add_row(row.student, f"{row.score:g} / {row.max_score:g}", row.reason or "")
+    Console().print(table)
+
+
+@assignment_app.command("feedback")
+def assignment_feedback(name: str, config_file: ConfigOption = DEFAULT_CONFIG) -> None:
+    """Render feedback for NAME and release it: each student can fetch their own, and only theirs."""
+    classroom = load_to_write(config_file, f"feedback {name}")
+    students = grading_step(lambda g: g.feedback(classroom, name))
+    typer.echo(f"feedback on {name} released to {len(students)} student(s)")
+
+
+@grades_app.command("export")
+def grades_export(
+    config_file: ConfigOption = DEFAULT_CONFIG,
+    out: Annotated[Path | None, typer.Option("--out", "-o", help="write the CSV here instead of stdout")] = None,
+) -> None:
+    """CSV: one row per student, one column per exercise, and the total."""
+    classroom = load(config_file)
+    text = grading_step(lambda g: g.grades_csv(classroom))
+    if out:
+        out.write_text(text)
+        say(f"grades written to {out}")
+    else:
+        typer.echo(text, nl=False)
+

@@ -1,0 +1,111 @@
+"""Past one machine: `d2lhub nodes list|add|drain` and `d2lhub export z2jh`."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from d2lhub import engine, studentimage
+from d2lhub.cli.common import DEFAULT_CONFIG, ConfigOption, fail, load
+from d2lhub.ops import nodes, z2jh
+
+nodes_app = typer.Typer(help="The Swarm's nodes: list, add, drain, capacity.", no_args_is_help=True)
+export_app = typer.Typer(help="Write the classroom's settings for another platform.", no_args_is_help=True)
+
+
+@export_app.command("z2jh")
+def export_z2jh(
+    config_file: ConfigOption = DEFAULT_CONFIG,
+    output: Annotated[Path, typer.Option("--output", "-o", help="the values file to write")] = Path("values.yaml"),
+    registry: Annotated[str, typer.Option(help="registry the images are pushed to, e.g. ghcr.io/my-uni")] = "",
+) -> None:
+    """A zero-to-jupyterhub Helm values file with the same images, profiles, limits and culling."""
+    import yaml
+
+    classroom = load(config_file)
+    try:
+        client = engine.docker_client()
+        images = {key: studentimage.student_image(classroom, client, key) for key in studentimage.images_in_use(classroom)}
+    except engine.EngineError as exc:
+        raise fail(str(exc)) from None
+    output.write_text(yaml.safe_dump(z2jh.values(classroom, images, registry), sort_keys=False))
+    typer.echo(f"wrote {output}; push {', '.join(images.values())} to {registry or 'your registry'}, then "
+               f"`helm upgrade --install classroom jupyterhub/jupyterhub -f {output}`")
+
+
+def swarm_client():
+    if not engine.engine_answers():
+        raise fail("no Docker engine answers: start Docker and try again")
+    return engine.docker_client()
+
+
+@nodes_app.command("list")
+def nodes_list(config_file: ConfigOption = DEFAULT_CONFIG) -> None:
+    """The Swarm's nodes, their resources and GPUs, and how many students fit at once per profile."""
+    classroom = load(config_file)
+    try:
+        found = nodes.list_nodes(swarm_client())
+    except nodes.NodeError as exc:
+        raise fail(str(exc)) from None
+    table = Table(title="Swarm nodes")
+    for column in ("node", "role", "state", "availability", "CPUs", "memory", "GPUs",
+                   *(f"fits: {p.name}" for p in classroom.profiles)):
+        table.add_column(column)
+    for node in found:
+        table.add_row(node.hostname, node.role, node.state, node.availability, f"{node.cpus:g}",
+                      f"{node.memory / 1024**3:.1f}G", ",".join(node.gpus) or "-",
+                      *(str(nodes.fits_on(node, classroom, p.name)) for p in classroom.profiles))
+    Console().print(table)
+    totals = nodes.capacity(found, classroom)
+    typer.echo("capacity (students at once, if all chose it): "
+               + ", ".join(f"{name} {count}" for name, count in totals.items()))
+
+
+@nodes_app.command("add")
+def nodes_add(
+    hostname: Annotated[str, typer.Argument(help="the new node's hostname")],
+    gpus: Annotated[str, typer.Option(help="its GPU ids, e.g. 0,1 (nvidia-smi -L)")] = "",
+    config_file: ConfigOption = DEFAULT_CONFIG,
+) -> None:
+    """Print the join command for a new node; label it (GPUs) once it has joined."""
+    load(config_file)
+    ids = tuple(gpu.strip() for gpu in gpus.split(",") if gpu.strip())
+    client = swarm_client()
+    try:
+        command = nodes.join_command(client)
+    except nodes.NodeError as exc:
+        raise fail(str(exc)) from None
+    labels = nodes.node_labels(ids)
+    try:
+        nodes.label(client, hostname, labels)
+        typer.echo(f"{hostname} is in the Swarm; labelled {labels or '(no GPUs)'}")
+    except nodes.NodeError:
+        typer.echo(f"On {hostname}, run:\n  {command}")
+        if labels:
+            label_args = " ".join(f"--label-add {k}={v}" for k, v in labels.items())
+            typer.echo(f"Then, here: d2lhub nodes add {hostname} --gpus {gpus}"
+                       f"   (or: docker node update {label_args} {hostname})")
+
+
+@nodes_app.command("drain")
+def nodes_drain(
+    hostname: Annotated[str, typer.Argument(help="the node to empty")],
+    yes: Annotated[bool, typer.Option("--yes", help="drain even with students running there")] = False,
+    config_file: ConfigOption = DEFAULT_CONFIG,
+) -> None:
+    """Stop scheduling on a node; warns first when students' servers run there (draining stops them)."""
+    classroom = load(config_file)
+    client = swarm_client()
+    try:
+        running = nodes.students_on(client, hostname, classroom.spawner.instance)
+        if running and not yes:
+            raise fail(f"{len(running)} student server(s) run on {hostname} ({', '.join(running)}); "
+                       "draining stops them: ask them to save, then run again with --yes")
+        nodes.drain(client, hostname)
+    except nodes.NodeError as exc:
+        raise fail(str(exc)) from None
+    typer.echo(f"{hostname} drained" + (f"; {len(running)} server(s) stopped" if running else ""))

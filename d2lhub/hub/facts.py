@@ -1,0 +1,96 @@
+"""What the machine says, gathered once when the hub starts: the I/O half of the hub's configuration.
+
+`gather` checks and prepares what the hub needs (free space, the images built from this
+checkout, the students' network and its packet rules, the data volume, the persistent
+secrets) and returns it as `Facts`; `d2lhub.hub.traits.apply` turns classroom.yaml plus
+those facts into JupyterHub's traits without touching the machine.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import shutil
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+from d2lhub import diskspace, engine, state, studentimage
+from d2lhub.config import Classroom
+from d2lhub.hub import dbfull, firewall
+
+
+@dataclass(frozen=True)
+class Facts:
+    """Everything the traits need that classroom.yaml does not say."""
+
+    config_file: Path  # classroom.yaml, for the services the hub starts
+    images: dict[str, str]  # image key (student, student_gpu) -> the tag built from this checkout
+    network_name: str  # the students' network (a bridge, or a Swarm-scoped one)
+    hub_address: str  # where students' servers reach the hub's API
+    proxy_command: str  # configurable-http-proxy on this machine
+    proxy_token: str  # kept in the state folder, so the proxy outlives a hub restart
+    cli_token: str  # the `d2lhub` commands' service token
+    passwords: dict[str, str]  # the accounts classroom.yaml lists -> their (kept) passwords
+    python: str = sys.executable  # runs the hub's services
+
+
+def firewall_inputs(classroom: Classroom, network_id: str) -> dict:
+    """What the packet rules around this hub's students' bridge are made from."""
+    return {
+        "instance": classroom.spawner.instance,
+        "bridge": firewall.bridge_name(network_id),
+        "hub_port": state.hub_api_port(classroom),
+        "blocked": tuple(str(n) for n in classroom.spawner.blocked_networks),
+        "apart": classroom.spawner.kind == "swarm",
+    }
+
+
+def student_network(client, classroom: Classroom):
+    """The students' network and the address their servers reach the hub at."""
+    instance = classroom.spawner.instance
+    if classroom.spawner.kind == "docker":
+        network = engine.ensure_network(client, instance, instance)
+        return network, engine.network_gateway(network)
+    advertised = engine.swarm_manager_address(client)
+    network = engine.ensure_swarm_network(client, instance)
+    address = classroom.spawner.hub_address
+    if not address:
+        loopback = not advertised or ipaddress.ip_address(advertised).is_loopback
+        # one node advertised on 127.0.0.1: its containers reach this host at docker0's gateway
+        address = engine.network_gateway(client.networks.get("bridge")) if loopback else advertised
+    return network, address
+
+
+def use_curl_for_proxy_calls() -> None:
+    """The hub's many proxy-API calls go through curl (zero-to-jupyterhub's habit)."""
+    try:
+        from tornado.httpclient import AsyncHTTPClient
+
+        AsyncHTTPClient.configure("tornado.curl_httpclient.CurlAsyncHTTPClient", max_clients=64)
+    except ImportError:  # pycurl missing: tornado's simple client still works, only slower
+        pass
+
+
+def gather(classroom: Classroom, config_file: Path) -> Facts:
+    """Check and prepare the machine for this classroom's hub; raises with what to do when it cannot."""
+    folder = classroom.hub.state_dir
+    folder.mkdir(parents=True, exist_ok=True)
+    diskspace.check(classroom, "start the hub")  # raises DiskFull: the hub does not start on a full disk
+    dbfull.explain_disk_full(folder)
+    client = engine.docker_client()
+    images = {key: studentimage.built_image(classroom, client, key) for key in studentimage.images_in_use(classroom)}
+    network, hub_address = student_network(client, classroom)
+    if classroom.spawner.firewall:
+        firewall.apply(**firewall_inputs(classroom, network.id))
+    engine.ensure_data_volume(client, classroom)  # mounted read-only by every server, filled by `course data`
+    use_curl_for_proxy_calls()
+    return Facts(
+        config_file=config_file,
+        images=images,
+        network_name=network.name,
+        hub_address=hub_address,
+        proxy_command=shutil.which("configurable-http-proxy") or "configurable-http-proxy",
+        proxy_token=state.proxy_token(classroom),
+        cli_token=state.cli_token(classroom),
+        passwords=state.account_passwords(classroom),
+    )

@@ -1,0 +1,133 @@
+"""classroom.yaml + the machine's facts -> JupyterHub traits, with no I/O.
+
+`jupyterhub_config.py` gathers the facts (d2lhub.hub.facts) and calls `apply`; the unit
+tests call `apply` on an empty traitlets Config and read what the hub will read.
+
+The hub habits come from the largest deployments (zero-to-jupyterhub's hub config):
+servers outlive the hub, the proxy token and cookie secret persist, the spawn page
+appears at once, the proxy API is driven through curl.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from d2lhub import state
+from d2lhub.config import Classroom
+from d2lhub.diskspace import full_message
+from d2lhub.grading.layout import group_names
+from d2lhub.hub.auth import ClassroomAuthenticator
+from d2lhub.hub.facts import Facts
+from d2lhub.hub.spawner import ClassroomSpawner
+from d2lhub.hub.swarmspawner import ClassroomSwarmSpawner
+from d2lhub.studentimage import DATA_MOUNT, HOME
+
+TEMPLATES = Path(__file__).resolve().parent / "templates"
+CLI_SCOPES = [
+    "admin:users", "admin:servers", "admin:groups", "list:users", "read:users",
+    "access:servers",  # prestart opens the lecture's kernel in each server
+]
+CULLER_SCOPES = ["list:users", "read:users:activity", "read:servers", "delete:servers"]
+
+
+def groups(classroom: Classroom) -> dict[str, dict]:
+    names = group_names(classroom)
+    students = [a.name for a in classroom.auth.accounts if a.role == "student"]
+    graders = [a.name for a in classroom.auth.accounts if a.role in {"instructor", "ta"}]
+    return {names["students"]: {"users": students}, names["graders"]: {"users": graders}}
+
+
+def services_and_roles(classroom: Classroom, facts: Facts) -> tuple[list[dict], list[dict]]:
+    """The hub's services (the CLI's token, the idle culler, the lecture schedule) and their roles."""
+    services = [{"name": state.CLI_SERVICE, "api_token": facts.cli_token}]
+    roles = [{"name": state.CLI_SERVICE, "scopes": CLI_SCOPES, "services": [state.CLI_SERVICE]}]
+    culling = classroom.culling
+    if culling.enabled:
+        services.append({
+            "name": "idle-culler",
+            "command": [facts.python, "-m", "jupyterhub_idle_culler",
+                        f"--timeout={culling.timeout}", f"--cull-every={culling.every}"],
+        })
+        roles.append({"name": "idle-culler", "scopes": CULLER_SCOPES, "services": ["idle-culler"]})
+    if classroom.prestart.schedule:
+        services.append({
+            "name": "lecture-prestart",
+            "command": [facts.python, "-m", "d2lhub.cli", "prestart", "--on-schedule",
+                        "--config", str(facts.config_file)],
+        })
+    return services, roles
+
+
+def apply_hub(c, classroom: Classroom, facts: Facts) -> None:
+    hub = classroom.hub
+    c.JupyterHub.bind_url = f"{state.public_url(classroom)}/"
+    c.JupyterHub.hub_ip = facts.hub_address
+    c.JupyterHub.hub_port = state.hub_api_port(classroom)
+    c.JupyterHub.db_url = state.db_url(classroom)
+    c.JupyterHub.cookie_secret_file = str(state.cookie_secret_file(classroom))
+    c.JupyterHub.pid_file = str(state.pid_file(classroom))
+    c.JupyterHub.cleanup_servers = False
+    c.JupyterHub.last_activity_interval = 60
+    c.JupyterHub.concurrent_spawn_limit = hub.concurrent_spawn_limit
+    c.JupyterHub.tornado_settings = {"slow_spawn_timeout": 0}
+    if hub.https:
+        c.JupyterHub.ssl_cert = str(hub.https.cert_file)
+        c.JupyterHub.ssl_key = str(hub.https.key_file)
+
+    c.ConfigurableHTTPProxy.command = [facts.proxy_command]
+    c.ConfigurableHTTPProxy.api_url = state.proxy_api_url(classroom)
+    c.ConfigurableHTTPProxy.auth_token = facts.proxy_token
+    c.ConfigurableHTTPProxy.pid_file = str(state.proxy_pid_file(classroom))
+
+    c.JupyterHub.template_paths = [str(TEMPLATES)]
+    c.JupyterHub.template_vars = {
+        "course_name": classroom.course.name,
+        "course_term": classroom.course.term,
+        "course_welcome": classroom.course.welcome,
+        "course_help_url": classroom.course.help_url,
+        "state_dir_full_message": full_message(classroom.hub.state_dir),  # error.html, for a database error on a full disk
+    }
+    c.JupyterHub.services, c.JupyterHub.load_roles = services_and_roles(classroom, facts)
+
+
+def apply_auth(c, classroom: Classroom, facts: Facts) -> None:
+    accounts = classroom.auth.accounts
+    c.JupyterHub.authenticator_class = ClassroomAuthenticator
+    c.ClassroomAuthenticator.seed_passwords = facts.passwords
+    c.ClassroomAuthenticator.roster_hashes_file = str(classroom.hub.state_dir / state.ROSTER_HASHES_FILE)
+    c.NativeAuthenticator.open_signup = classroom.auth.open_signup
+    c.NativeAuthenticator.minimum_password_length = 8
+    c.Authenticator.allow_all = True  # NativeAuthenticator admits only approved accounts
+    c.Authenticator.allowed_users = {a.name for a in accounts if a.role != "admin"}
+    c.Authenticator.admin_users = {a.name for a in accounts if a.role == "admin"}
+    c.JupyterHub.load_groups = groups(classroom)
+
+
+def apply_spawner(c, classroom: Classroom, facts: Facts) -> None:
+    swarm = classroom.spawner.kind == "swarm"
+    c.JupyterHub.spawner_class = ClassroomSwarmSpawner if swarm else ClassroomSpawner
+    c.ClassroomMixin.classroom = classroom
+    c.ClassroomMixin.course_dir = str(state.course_dir(classroom))
+    c.ClassroomMixin.images = facts.images
+    c.ClassroomMixin.gpu_state_file = str(state.gpu_state_file(classroom))
+    c.DockerSpawner.image = facts.images[classroom.profiles[0].image]
+    c.DockerSpawner.allowed_images = sorted(facts.images.values())
+    c.DockerSpawner.pull_policy = "never"  # images are built before the class, never pulled mid-spawn
+    c.DockerSpawner.cmd = ["d2lhub-start"]
+    c.DockerSpawner.prefix = classroom.spawner.instance
+    c.DockerSpawner.network_name = facts.network_name
+    c.DockerSpawner.use_internal_ip = True
+    c.DockerSpawner.remove = True
+    c.DockerSpawner.notebook_dir = HOME
+    c.DockerSpawner.client_kwargs = {"max_pool_size": classroom.spawner.docker_workers}
+    c.Spawner.default_url = "/lab/tree/d2l"
+    c.Spawner.start_timeout = classroom.hub.start_timeout
+    c.Spawner.http_timeout = classroom.hub.start_timeout
+    c.Spawner.environment = {"D2LHUB_COURSE": classroom.course.id, "MXNET_HOME": f"{DATA_MOUNT}/mxnet"}
+
+
+def apply(c, classroom: Classroom, facts: Facts) -> None:
+    """Set every JupyterHub trait the classroom decides on `c` (a traitlets Config)."""
+    apply_hub(c, classroom, facts)
+    apply_auth(c, classroom, facts)
+    apply_spawner(c, classroom, facts)

@@ -1,0 +1,111 @@
+"""The names of what a classroom keeps in its state folder (`hub.state_dir`), and how secrets are written.
+
+Imported by the CLI, the hub and the services alike, so it loads nothing heavy: only the
+standard library and the validated classroom.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import secrets
+from pathlib import Path
+
+from d2lhub.config import Classroom
+
+CONFIG_ENV = "D2LHUB_CONFIG"  # the hub process and its services read classroom.yaml from here
+CLI_SERVICE = "d2lhub-cli"  # the hub service whose token the `d2lhub` commands use
+PASSWORDS_FILE = "accounts.json"  # generated passwords of the accounts classroom.yaml lists
+ROSTER_HASHES_FILE = "roster_accounts.json"  # bcrypt hashes `roster import` wrote, read at sign-in
+
+
+def config_path() -> Path:
+    return Path(os.environ.get(CONFIG_ENV, "classroom.yaml"))
+
+
+def write_private(path: Path, text: str) -> None:
+    """Write a file only its owner can read, atomically: created 0600, never readable at the umask."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    partial = path.with_name(path.name + ".partial")
+    descriptor = os.open(partial, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    os.fchmod(descriptor, 0o600)  # a leftover partial from an older run keeps its own mode otherwise
+    with os.fdopen(descriptor, "w") as handle:
+        handle.write(text)
+    partial.replace(path)
+
+
+def persistent_secret(path: Path) -> str:
+    """A random token made once and kept, so restarts keep the proxy and services connected."""
+    try:
+        return path.read_text().strip()
+    except FileNotFoundError:
+        token = secrets.token_hex(32)
+        write_private(path, token)
+        return token
+
+
+def cli_token(classroom: Classroom) -> str:
+    return persistent_secret(classroom.hub.state_dir / "cli_token")
+
+
+def proxy_token(classroom: Classroom) -> str:
+    return persistent_secret(classroom.hub.state_dir / "proxy_token")
+
+
+def course_dir(classroom: Classroom) -> Path:
+    """The built course, mounted read-only into every server."""
+    return classroom.hub.state_dir / "course"
+
+
+def pid_file(classroom: Classroom) -> Path:
+    return classroom.hub.state_dir / "jupyterhub.pid"
+
+
+def log_file(classroom: Classroom) -> Path:
+    return classroom.hub.state_dir / "jupyterhub.log"
+
+
+def db_url(classroom: Classroom) -> str:
+    return classroom.hub.db_url or f"sqlite:///{classroom.hub.state_dir / 'jupyterhub.sqlite'}"
+
+
+def cookie_secret_file(classroom: Classroom) -> Path:
+    return classroom.hub.state_dir / "jupyterhub_cookie_secret"
+
+
+def proxy_pid_file(classroom: Classroom) -> Path:
+    return classroom.hub.state_dir / "proxy.pid"
+
+
+def gpu_state_file(classroom: Classroom) -> Path:
+    """GPU assignments, kept across hub restarts."""
+    return classroom.hub.state_dir / "gpus.json"
+
+
+def hub_api_port(classroom: Classroom) -> int:
+    """Where student servers reach the hub (on the bridge's gateway); the public port stays on 127.0.0.1."""
+    return classroom.hub.port + 81
+
+
+def proxy_api_url(classroom: Classroom) -> str:
+    return f"http://127.0.0.1:{classroom.hub.port + 1}"
+
+
+def public_url(classroom: Classroom) -> str:
+    scheme = "https" if classroom.hub.https else "http"
+    return f"{scheme}://{classroom.hub.ip}:{classroom.hub.port}"
+
+
+def account_passwords(classroom: Classroom) -> dict[str, str]:
+    """The password of each listed account: as configured, else generated once and kept in state_dir."""
+    path = classroom.hub.state_dir / PASSWORDS_FILE
+    try:
+        stored: dict[str, str] = json.loads(path.read_text())
+    except FileNotFoundError:
+        stored = {}
+    passwords = {}
+    for account in classroom.auth.accounts:
+        passwords[account.name] = account.password or stored.get(account.name) or secrets.token_urlsafe(9)
+    if passwords != stored:
+        write_private(path, json.dumps(passwords, indent=1, sort_keys=True))
+    return passwords

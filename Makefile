@@ -8,7 +8,7 @@ CONFIG ?= classroom.yaml
 PYTEST_ARGS ?=
 CHROMIUM := /usr/bin/chromium
 
-.PHONY: help up down status images course check data test unit bench lock
+.PHONY: help up down status images proxy course check data test unit bench lock
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
@@ -40,7 +40,7 @@ check: course images ## run every chapter top to bottom in a student-like contai
 data: course images ## fetch the data sets the chapters use into the class's read-only volume
 	$(D2LHUB) course data --config $(CONFIG)
 
-test: images $(CHROMIUM) ## the whole suite: unit, integration (real engine, hub), browser
+test: images proxy $(CHROMIUM) ## the whole suite: unit, integration (real engine, hub), browser
 	$(PY) -m pytest -v -rs $(PYTEST_ARGS)
 
 unit: $(VENV)/.installed ## only the tests that need no Docker engine
@@ -48,6 +48,9 @@ unit: $(VENV)/.installed ## only the tests that need no Docker engine
 
 bench: images ## measure spawn, class start, memory, images; writes docs/benchmarks.md
 	$(PY) bench/run.py $(BENCH_ARGS)
+
+proxy: $(VENV)/.installed ## install configurable-http-proxy (npm) when missing
+	$(PY) -c 'from d2lhub.ops.bootstrap import ensure_proxy; ensure_proxy()'
 
 # The browser tests drive Debian's Chromium: Playwright's own browser downloads are never used.
 $(CHROMIUM): | $(VENV)/.installed

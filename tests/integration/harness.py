@@ -59,8 +59,8 @@ def created_before(attrs: dict, cutoff: datetime) -> bool:
 
 def remove_labelled(client, instance_filter, cutoff: datetime | None = None) -> None:
     """Remove containers, volumes and networks whose instance label matches (and, given a cutoff, are older)."""
-    def wanted(labels: dict, attrs: dict) -> bool:
-        return instance_filter((labels or {}).get(labels.INSTANCE, "")) and (
+    def wanted(object_labels: dict, attrs: dict) -> bool:
+        return instance_filter((object_labels or {}).get(labels.INSTANCE, "")) and (
             cutoff is None or created_before(attrs, cutoff)
         )
 

@@ -2,7 +2,9 @@
 
 Every model forbids unknown keys so a typo stops start-up instead of being
 silently ignored; `load` turns pydantic's errors into one line per problem
-naming the key path, which is what an admin needs to fix the file.
+naming the key path (d2lhub.configfile), which is what an admin needs to fix the
+file. Each field's `description` is what docs/admin.md says about its key
+(`make docs` writes it there through d2lhub.reference).
 """
 
 from __future__ import annotations
@@ -12,7 +14,6 @@ from ipaddress import IPv4Network
 from pathlib import Path
 from typing import Annotated, Literal
 
-import yaml
 from pydantic import (
     BaseModel,
     BeforeValidator,
@@ -23,12 +24,11 @@ from pydantic import (
     model_validator,
 )
 
+# ConfigError is raised by load, so callers import it from here with the rest
+from d2lhub.configfile import ConfigError, describe, read_mapping
+
 NAME_PATTERN = r"^[a-z][a-z0-9_-]{0,31}$"
 SIZE_UNITS = {"": 1, "K": 1024, "M": 1024**2, "G": 1024**3, "T": 1024**4}
-
-
-class ConfigError(Exception):
-    """classroom.yaml is missing, unreadable or invalid; the message names each bad key."""
 
 
 def parse_size(value: object) -> int:
@@ -55,14 +55,17 @@ class Strict(BaseModel):
 
 
 class Course(Strict):
-    id: str = Field("d2l", pattern=NAME_PATTERN, description="short id used in nbgrader group names")
-    name: str = "Dive into Deep Learning"
-    term: str = ""
-    welcome: str = "Sign in to open your own JupyterLab with the book's chapters, ready to run."
-    help_url: str = ""
-    source: str = Field("course", description="d2l-style chapter source: a folder, git URL or archive")
+    id: str = Field("d2l", pattern=NAME_PATTERN, description="short id; names the nbgrader groups "
+                    "`nbgrader-<id>` and `formgrade-<id>`")
+    name: str = Field("Dive into Deep Learning", description="shown in every hub page's title and top bar")
+    term: str = Field("", description="shown after the name, e.g. `Winter 2026`; empty: nothing")
+    welcome: str = Field("Sign in to open your own JupyterLab with the book's chapters, ready to run.",
+                         description="the sentence above the sign-in form")
+    help_url: str = Field("", description="a *Help* link in the top bar and on the sign-in page; empty: no link")
+    source: str = Field("course", description="the chapters: a d2l-en folder, git URL or release archive")
     data: tuple[str, ...] = Field(
-        (), description="data sets to pre-fetch besides those the chapters name: d2l DATA_HUB keys or Gluon sets"
+        (), description="data sets to pre-fetch (`make data`) besides those the chapters name: d2l DATA_HUB "
+        "keys or Gluon sets"
     )
     data_url: str = Field(
         "http://d2l-data.s3-accelerate.amazonaws.com/",
@@ -72,6 +75,8 @@ class Course(Strict):
     gluon_repo: str = Field(
         "", pattern=r"^(https?://[^\s/]+.*)?$", description="a mirror of Gluon's data repository; empty: MXNet's own"
     )
+    assignments: Path = Field(Path("assignments"), description="the exercises: nbgrader sources "
+                              "(`source/<name>/`) and `nbgrader_config.py`")
 
     @field_validator("data")
     @classmethod
@@ -89,37 +94,42 @@ class Course(Strict):
     def ends_with_slash(cls, url: str) -> str:
         return url if not url or url.endswith("/") else url + "/"
 
-    assignments: Path = Field(Path("assignments"), description="nbgrader sources (source/<name>/) and nbgrader_config.py")
-
 
 class Https(Strict):
-    cert_file: Path
-    key_file: Path
+    cert_file: Path = Field(description="the certificate (PEM, with its chain)")
+    key_file: Path = Field(description="its private key (PEM)")
 
 
 class Hub(Strict):
-    ip: str = "127.0.0.1"
-    port: int = Field(8000, ge=1, le=65535)
-    state_dir: Path = Path(".d2lhub")
-    db_url: str | None = Field(None, description="PostgreSQL URL for production; SQLite in state_dir when unset")
-    concurrent_spawn_limit: int = Field(200, ge=1)
-    start_timeout: int = Field(180, ge=10, description="seconds a server may take to answer before the spawn fails")
+    ip: str = Field("127.0.0.1", description="the address people reach the hub (the proxy) at")
+    port: int = Field(8000, ge=1, le=65535, description="the port people reach; `port+1` is the proxy's API, "
+                      "`port+81` the hub's")
+    state_dir: Path = Field(Path(".d2lhub"), description="database, secrets, generated passwords, built "
+                            "course, logs: back it up")
+    db_url: str | None = Field(None, description="a PostgreSQL URL for production; SQLite in state_dir when unset")
+    concurrent_spawn_limit: int = Field(200, ge=1, description="servers starting at once; more wait their turn")
+    start_timeout: int = Field(180, ge=10, description="seconds a server may take to answer before the spawn "
+                               "fails; one whose container dies fails at once, with its exit code and last log lines")
     min_free_space: ByteSize = Field(
-        parse_size("64M"), description="below this much free in state_dir, `d2lhub` commands and spawns refuse to write"
+        parse_size("64M"), description="below this much free in state_dir, `d2lhub` commands that write "
+        "(`up`, `roster import`, `assignment ...`, `course build`, `restore`) and spawns refuse, naming the folder"
     )
-    https: Https | None = None
+    https: Https | None = Field(None, description="serve HTTPS with this certificate; unset: plain HTTP")
 
 
 class Account(Strict):
-    name: str = Field(pattern=NAME_PATTERN)
-    role: Literal["student", "instructor", "ta", "admin"]
+    name: str = Field(pattern=NAME_PATTERN, description="the sign-in name: lower case letters, digits, - and _")
+    role: Literal["student", "instructor", "ta", "admin"] = Field(
+        description="student; instructor or ta (grades in the formgrader); admin (the hub's Admin page)"
+    )
     password: str | None = Field(None, min_length=8, description="generated and kept in state_dir when unset")
 
 
 class Auth(Strict):
-    kind: Literal["native"] = "native"
-    open_signup: bool = Field(False, description="let anyone create an account (they still need approval)")
-    accounts: tuple[Account, ...] = ()
+    kind: Literal["native"] = Field("native", description="passwords kept (bcrypt) in the hub's database")
+    open_signup: bool = Field(False, description="let anyone create an account (an admin still approves it)")
+    accounts: tuple[Account, ...] = Field((), description="the accounts the hub creates; a real class imports "
+                                          "its roster (`d2lhub roster import`)")
 
     @field_validator("accounts")
     @classmethod
@@ -143,9 +153,11 @@ class Images(Strict):
         "debootstrap", description="how to get `base` when the engine lacks it: build from Debian packages, or pull"
     )
     extra_ca_certs: Path | None = Field(
-        Path("/usr/local/share/ca-certificates"), description="folder of *.crt files trusted inside image builds"
+        Path("/usr/local/share/ca-certificates"), description="folder of *.crt files trusted inside image builds "
+        "(TLS-intercepting networks)"
     )
-    student: Image = Image(name="d2lhub/student", context=Path("images/student"))
+    student: Image = Field(Image(name="d2lhub/student", context=Path("images/student")),
+                           description="the image of every profile with `image: student`")
     student_gpu: Image = Field(
         Image(name="d2lhub/student-gpu", context=Path("images/student-gpu")),
         description="the GPU variant: images/student's Dockerfile with this folder's lock; built only when a profile uses it",
@@ -159,9 +171,9 @@ class Limits(Strict):
 
 
 class Profile(Strict):
-    name: str = Field(pattern=NAME_PATTERN)
-    display_name: str
-    image: Literal["student", "student_gpu"] = "student"
+    name: str = Field(pattern=NAME_PATTERN, description="the profile's id: lower case letters, digits, - and _")
+    display_name: str = Field(description="what students see on the spawn page, e.g. `CPU (1 core, 3 GB)`")
+    image: Literal["student", "student_gpu"] = Field("student", description="which of `images` it runs")
     gpus: int = Field(0, ge=0, le=16, description="GPUs each student of this profile gets")
     limits: Limits | None = Field(None, description="overrides the classroom's default limits")
     groups: tuple[str, ...] = Field((), description="groups allowed to choose it; empty means everyone")
@@ -195,9 +207,9 @@ class Gpus(Strict):
 
 
 class Culling(Strict):
-    enabled: bool = True
+    enabled: bool = Field(True, description="stop idle servers at all")
     timeout: int = Field(3600, ge=60, description="seconds of inactivity before a server is stopped")
-    every: int = Field(300, ge=10)
+    every: int = Field(300, ge=10, description="seconds between two looks for idle servers")
 
 
 class Prestart(Strict):
@@ -208,7 +220,8 @@ class Prestart(Strict):
         description="cron lines (minute hour day-of-month month day-of-week, an optional sixth field for "
         "seconds), in `timezone`: when to start the servers, e.g. '50 8 * * mon,wed' for 9:00 lectures",
     )
-    timezone: str = Field("UTC", description="the IANA zone the schedule is read in, e.g. Europe/Berlin")
+    timezone: str = Field("UTC", description="the IANA zone the schedule is read in (daylight saving "
+                          "included), e.g. Europe/Berlin")
     group: str | None = Field(None, description="whose servers (default: the course's students)")
     parallel: int = Field(0, ge=0, description="servers starting at once (0: one per core)")
     notebook: str | None = Field(
@@ -250,7 +263,8 @@ class Spawner(Strict):
     )
     uid_base: int = Field(20000, ge=1001, description="a student's uid is uid_base + hub user id")
     docker_workers: int = Field(8, ge=1, le=64, description="Docker calls run in parallel, at most this many")
-    firewall: bool = Field(True, description="fence student containers in with iptables (needs root on the host)")
+    firewall: bool = Field(True, description="fence student containers in with iptables: no private ranges, no "
+                           "cloud metadata, only the hub's API port on the host (needs root on the host)")
     kind: Literal["docker", "swarm"] = Field(
         "docker", description="docker: containers on this host; swarm: services on the Swarm this engine manages"
     )
@@ -285,17 +299,21 @@ class Grading(Strict):
 
 
 class Classroom(Strict):
-    course: Course = Course()
-    hub: Hub = Hub()
-    auth: Auth = Auth()
-    images: Images = Images()
-    limits: Limits = Limits()
-    profiles: tuple[Profile, ...] = (Profile(name="cpu", display_name="CPU"),)
-    culling: Culling = Culling()
-    prestart: Prestart = Prestart()
-    spawner: Spawner = Spawner()
-    gpus: Gpus = Gpus()
-    grading: Grading = Grading()
+    course: Course = Field(Course(), description="the course: its name on the hub's pages, its chapters, data and exercises")
+    hub: Hub = Field(Hub(), description="where the hub listens and keeps its state")
+    auth: Auth = Field(Auth(), description="who may sign in")
+    images: Images = Field(Images(), description="the images students' servers run")
+    limits: Limits = Field(Limits(), description="what each student server may use, unless its profile says otherwise")
+    profiles: tuple[Profile, ...] = Field(
+        (Profile(name="cpu", display_name="CPU"),),
+        description="the server types on the spawn page (the first one a student may choose is preselected); "
+        "at least one",
+    )
+    culling: Culling = Field(Culling(), description="stopping servers nobody uses")
+    prestart: Prestart = Field(Prestart(), description="starting the class's servers before each lecture")
+    spawner: Spawner = Field(Spawner(), description="how and where students' servers run")
+    gpus: Gpus = Field(Gpus(), description="the GPUs and how they are shared")
+    grading: Grading = Field(Grading(), description="caps of the containers that autograde submissions")
 
     @model_validator(mode="after")
     def profiles_unique(self) -> Classroom:
@@ -358,32 +376,9 @@ class Classroom(Strict):
         raise KeyError(name)
 
 
-def describe(error: ValidationError, source: str) -> str:
-    lines = []
-    for item in error.errors():
-        path = ".".join(str(part) for part in item["loc"]) or "(top level)"
-        message = item["msg"]
-        if item["type"] == "extra_forbidden":
-            message = "unknown key"
-        elif item["type"] == "missing":
-            message = "required key is missing"
-        message = message.removeprefix("Value error, ")
-        lines.append(f"{source}: {path}: {message}")
-    return "\n".join(lines)
-
-
 def load(path: Path | str = "classroom.yaml") -> Classroom:
     path = Path(path)
-    try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise ConfigError(f"{path}: file not found") from None
-    except (yaml.YAMLError, UnicodeDecodeError) as exc:
-        raise ConfigError(f"{path}: not valid YAML: {exc}") from None
-    if data is None:
-        data = {}
-    if not isinstance(data, dict):
-        raise ConfigError(f"{path}: (top level): expected a mapping of keys, got {type(data).__name__}")
+    data = read_mapping(path)
     try:
         classroom = Classroom.model_validate(data).resolve(path.resolve().parent)
     except ValidationError as exc:

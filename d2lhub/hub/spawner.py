@@ -18,7 +18,6 @@ object is described: `spawner.kind` in classroom.yaml picks one.
 from __future__ import annotations
 
 import asyncio
-import os
 from concurrent.futures import ThreadPoolExecutor
 from html import escape
 from pathlib import Path
@@ -30,11 +29,11 @@ from dockerspawner import DockerSpawner
 from traitlets import Any, Dict, Unicode, default
 from traitlets.config import LoggingConfigurable
 
-from d2lhub import diskspace, engine, labels
+from d2lhub import diskspace, labels
 from d2lhub.config import Profile
 from d2lhub.course.manifest import MANIFEST_NAME, CourseError, CourseManifest
 from d2lhub.grading import layout
-from d2lhub.hub import firewall, gpus, readiness
+from d2lhub.hub import firewall, gpus, homes, readiness
 from d2lhub.hub.facts import firewall_inputs
 from d2lhub.studentimage import COURSE_MOUNT, DATA_MOUNT, HOME, STUDENT_GID
 
@@ -213,56 +212,8 @@ class ClassroomMixin(LoggingConfigurable):
     # Start ----------------------------------------------------------------
 
     def _prepare_home(self) -> bool:
-        """Create the home volume owned by the student; True when it was new.
-
-        The marker folder keeps the volume non-empty: Docker copies the image's (root-owned)
-        folder over an empty volume at every mount, which would undo the ownership.
-        """
-        client = self.client
-        try:
-            client.inspect_volume(self.home_volume)
-            return False
-        except docker.errors.NotFound:
-            pass
-        driver, options = engine.volume_driver(self.classroom, self.home_volume)
-        volume = client.create_volume(
-            self.home_volume,
-            driver=driver,
-            driver_opts=options or None,
-            # collect checks submissions' owners against this uid: Docker labels are the hub's word, not the student's
-            labels={labels.INSTANCE: self.classroom.spawner.instance, labels.USER: self.user.name, labels.UID: str(self.uid)},
-        )
-        if options or not self._own_on_host(Path(volume.get("Mountpoint") or "/nonexistent")):
-            self._own_in_container()
-        return True
-
-    def _own_on_host(self, mountpoint: Path) -> bool:
-        """Fast path when the engine is local and we are root: no extra container per new student."""
-        if os.geteuid() != 0 or not mountpoint.is_dir():
-            return False
-        marker = mountpoint / ".d2lhub"
-        marker.mkdir(exist_ok=True)
-        for path in (mountpoint, marker):
-            os.chown(path, self.uid, STUDENT_GID)
-        mountpoint.chmod(0o700)
-        return True
-
-    def _own_in_container(self) -> None:
-        """For volumes on another driver or engine: a throwaway root container makes the home the student's."""
-        docker_client = engine.docker_client(timeout=60)
-        container = docker_client.containers.create(
-            self.image,
-            entrypoint=["/bin/sh", "-c"],
-            command=[f"mkdir -p {HOME}/.d2lhub && chown -R {self.uid}:{STUDENT_GID} {HOME} && chmod 700 {HOME}"],
-            volumes={self.home_volume: {"bind": HOME, "mode": "rw"}},
-            **engine.throwaway(self.classroom.spawner.instance, "home-owner", cap_add=["CHOWN", "FOWNER"]),
-        )
-        try:
-            container.start()
-            if container.wait(timeout=60).get("StatusCode") != 0:
-                raise RuntimeError(f"preparing {self.home_volume} failed: {container.logs().decode()[-300:]}")
-        finally:
-            container.remove(force=True)
+        """Create the student's home volume, theirs (d2lhub.hub.homes); True when it was new."""
+        return homes.prepare(self.client, self.classroom, self.home_volume, self.user.name, self.uid, self.image)
 
     _extra_env: dict[str, str] = {}
 

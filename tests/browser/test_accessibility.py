@@ -70,7 +70,8 @@ UNLABELLED_INPUTS = """
 
 def test_login_page_is_branded_and_accessible(hub, page):
     """The first page everyone sees: course branding, labelled inputs, readable contrast, a language, landmarks."""
-    page.goto(f"{hub.url}/hub/login")
+    response = page.goto(f"{hub.url}/hub/login")
+    assert response.ok, f"the login page answered {response.status}"
     course = hub.classroom.course
     assert page.title() == f"{course.name} · {course.term}"
     assert page.get_by_role("link", name="Course help").get_attribute("href") == course.help_url

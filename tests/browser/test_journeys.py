@@ -90,8 +90,6 @@ def test_instructor_opens_formgrader(hub, page):
     expect(page.get_by_role("menuitem", name="Nbgrader")).to_be_visible()
     screenshot(page, "instructor-lab")
     response = page.goto(f"{hub.url}/user/teacher/formgrader")
-    if response.status == 404:
-        pytest.skip("the student image does not enable nbgrader's formgrader for instructors yet (404)")
-    assert response.ok, f"formgrader answered {response.status}"
+    assert response.ok, f"formgrader answered {response.status}: instructors' servers must serve nbgrader's formgrader"
     expect(page.get_by_text("Manage Assignments").first).to_be_visible()
     screenshot(page, "formgrader")

@@ -8,7 +8,7 @@ CONFIG ?= classroom.yaml
 PYTEST_ARGS ?=
 CHROMIUM := /usr/bin/chromium
 
-.PHONY: help up down status images proxy course check data test unit bench lock
+.PHONY: help up down status images proxy course check data test unit bench lock docs
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
@@ -51,6 +51,9 @@ bench: images ## measure spawn, class start, memory, images; writes docs/benchma
 
 proxy: $(VENV)/.installed ## install configurable-http-proxy (npm) when missing
 	$(PY) -c 'from d2lhub.ops.bootstrap import ensure_proxy; ensure_proxy()'
+
+docs: $(VENV)/.installed ## regenerate the classroom.yaml and CLI references in docs/
+	$(PY) -m d2lhub.reference --write
 
 # The browser tests drive Debian's Chromium: Playwright's own browser downloads are never used.
 $(CHROMIUM): | $(VENV)/.installed

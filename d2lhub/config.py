@@ -153,7 +153,7 @@ class Images(Strict):
         "debootstrap", description="how to get `base` when the engine lacks it: build from Debian packages, or pull"
     )
     extra_ca_certs: Path | None = Field(
-        Path("/usr/local/share/ca-certificates"), description="folder of *.crt files trusted inside image builds "
+        Path("/usr/local/share/ca-certificates"), description="folder of `*.crt` files trusted inside image builds "
         "(TLS-intercepting networks)"
     )
     student: Image = Field(Image(name="d2lhub/student", context=Path("images/student")),
@@ -218,7 +218,7 @@ class Prestart(Strict):
     schedule: tuple[str, ...] = Field(
         (),
         description="cron lines (minute hour day-of-month month day-of-week, an optional sixth field for "
-        "seconds), in `timezone`: when to start the servers, e.g. '50 8 * * mon,wed' for 9:00 lectures",
+        "seconds), in `timezone`: when to start the servers, e.g. `50 8 * * mon,wed` for 9:00 lectures",
     )
     timezone: str = Field("UTC", description="the IANA zone the schedule is read in (daylight saving "
                           "included), e.g. Europe/Berlin")

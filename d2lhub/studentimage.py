@@ -26,6 +26,7 @@ IN_IMAGE_DIR = Path(__file__).resolve().parent / "image"
 # The scripts from d2lhub/image/ that the Dockerfile copies in, by their name in the build context.
 IN_IMAGE_FILES = {
     "delivery.py": "delivery.py",
+    "exercises.py": "exercises.py",
     "d2lhub_lazy_nbgrader.py": "lazy_nbgrader.py",
     "d2lhub_singleuser.py": "lean_singleuser.py",
 }

@@ -21,11 +21,15 @@ from d2lhub.config import Classroom
 
 EXCHANGE_MOUNT = "/srv/nbgrader/exchange"
 STUDENT_CONFIG_MOUNT = "/etc/jupyter/nbgrader_config.py"
+# Where students' exercises live: their server's start fetches released ones here
+# (d2lhub/image/exercises.py), and their nbgrader fetches, lists and submits from here.
+STUDENT_EXERCISES_DIR = "/home/jovyan/exercises"
 
 
 # What students' nbgrader reads (mounted read-only at /etc/jupyter). nbgrader's submit leaves a
 # submission world-readable (0644 files in a 0777 folder, hidden only by its unlistable name);
 # this submit closes it to its owner. The instructor's collect runs as root on the host.
+# Assignments live in ~/exercises/<assignment> (absolute: nbgrader's default "." is wherever it runs).
 STUDENT_CONFIG = """# Written by d2lhub: the course, its exchange, and private submissions.
 import os
 
@@ -45,6 +49,7 @@ class PrivateSubmit(ExchangeSubmit):
 c = get_config()  # noqa: F821
 c.CourseDirectory.course_id = {course!r}
 c.Exchange.root = {exchange!r}
+c.Exchange.assignment_dir = {exercises!r}
 c.ExchangeFactory.submit = PrivateSubmit
 """
 
@@ -101,7 +106,7 @@ def ensure_exchange(classroom: Classroom) -> None:
         os.chmod(path, mode)
     os.chmod(grading_dir(classroom), 0o755)
     share_with_graders(classroom)
-    write_config(student_config_file(classroom), STUDENT_CONFIG.format(course=classroom.course.id, exchange=EXCHANGE_MOUNT))
+    write_config(student_config_file(classroom), STUDENT_CONFIG.format(course=classroom.course.id, exchange=EXCHANGE_MOUNT, exercises=STUDENT_EXERCISES_DIR))
     write_config(
         grader_config_file(classroom),
         GRADER_CONFIG.format(course=classroom.course.id, root=GRADER_COURSE_MOUNT, exchange=EXCHANGE_MOUNT),

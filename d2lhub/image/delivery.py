@@ -11,6 +11,9 @@ which the student sees beside the chapters.
 It also points `~/d2l/data/<file>` at the class's read-only data cache, the
 folder d2l downloads into (`../data` from a chapter), so d2l finds each file
 with the right SHA-1 and never downloads it.
+
+With `--exercises` (students' servers, see images/student/d2lhub-start) the same
+process then fetches released exercises into ~/exercises (exercises.py).
 """
 
 from __future__ import annotations
@@ -153,9 +156,7 @@ def link_data(shared: Path, folder: Path) -> list[str]:
     return linked
 
 
-def main(argv: list[str]) -> int:
-    course = Path(argv[1]) if len(argv) > 1 else Path("/srv/d2l/course")
-    home = Path.home()
+def deliver(course: Path, home: Path) -> None:
     if course.is_dir():
         report = sync(course, home)
         print(f"d2lhub: {report.summary()}", file=sys.stderr)
@@ -166,7 +167,32 @@ def main(argv: list[str]) -> int:
     linked = link_data(SHARED_DATA, home / "d2l" / DATA_FOLDER)
     if linked:
         print(f"d2lhub: {len(linked)} data file(s) linked into ~/d2l/{DATA_FOLDER}", file=sys.stderr)
-    return 0
+
+
+def main(argv: list[str]) -> int:
+    """`delivery.py [COURSE] [--exercises]`: with --exercises (students' servers), also fetch the released
+    exercises (exercises.py, beside this file) in the same process, which saves a second Python start
+    at every spawn. Either failing leaves the other done; a failed course sync exits 1."""
+    flags = {arg for arg in argv[1:] if arg.startswith("--")}
+    positional = [arg for arg in argv[1:] if not arg.startswith("--")]
+    course = Path(positional[0]) if positional else Path("/srv/d2l/course")
+    status = 0
+    try:
+        deliver(course, Path.home())
+    except Exception:  # noqa: BLE001 - said, and the exercises still come
+        import traceback
+
+        traceback.print_exc()
+        status = 1
+    if "--exercises" in flags:
+        sys.path.insert(0, str(Path(__file__).resolve().parent))
+        try:
+            import exercises  # only students' servers need it
+        except ImportError as error:
+            print(f"d2lhub: exercises: not fetched ({error})", file=sys.stderr)
+        else:
+            exercises.main([argv[0]])  # never raises: the server starts whatever happens there
+    return status
 
 
 if __name__ == "__main__":

@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import os
 import secrets
+from collections.abc import Callable
 from pathlib import Path
 
 from d2lhub.config import Classroom
@@ -44,42 +45,38 @@ def persistent_secret(path: Path) -> str:
         return token
 
 
+def in_state(classroom: Classroom, name: str) -> Path:
+    """A file or folder in the classroom's state folder (`hub.state_dir`)."""
+    return classroom.hub.state_dir / name
+
+
+def _state_path(name: str, doc: str) -> Callable[[Classroom], Path]:
+    def path(classroom: Classroom) -> Path:
+        return in_state(classroom, name)
+
+    path.__doc__ = doc
+    return path
+
+
+# What the state folder holds, by name.
+course_dir = _state_path("course", "The built course, mounted read-only into every server.")
+pid_file = _state_path("jupyterhub.pid", "The running hub's process id.")
+log_file = _state_path("jupyterhub.log", "The hub's log (and its services').")
+cookie_secret_file = _state_path("jupyterhub_cookie_secret", "The key the hub signs its cookies with.")
+proxy_pid_file = _state_path("proxy.pid", "The running proxy's process id.")
+gpu_state_file = _state_path("gpus.json", "GPU assignments, kept across hub restarts.")
+
+
 def cli_token(classroom: Classroom) -> str:
-    return persistent_secret(classroom.hub.state_dir / "cli_token")
+    return persistent_secret(in_state(classroom, "cli_token"))
 
 
 def proxy_token(classroom: Classroom) -> str:
-    return persistent_secret(classroom.hub.state_dir / "proxy_token")
-
-
-def course_dir(classroom: Classroom) -> Path:
-    """The built course, mounted read-only into every server."""
-    return classroom.hub.state_dir / "course"
-
-
-def pid_file(classroom: Classroom) -> Path:
-    return classroom.hub.state_dir / "jupyterhub.pid"
-
-
-def log_file(classroom: Classroom) -> Path:
-    return classroom.hub.state_dir / "jupyterhub.log"
+    return persistent_secret(in_state(classroom, "proxy_token"))
 
 
 def db_url(classroom: Classroom) -> str:
-    return classroom.hub.db_url or f"sqlite:///{classroom.hub.state_dir / 'jupyterhub.sqlite'}"
-
-
-def cookie_secret_file(classroom: Classroom) -> Path:
-    return classroom.hub.state_dir / "jupyterhub_cookie_secret"
-
-
-def proxy_pid_file(classroom: Classroom) -> Path:
-    return classroom.hub.state_dir / "proxy.pid"
-
-
-def gpu_state_file(classroom: Classroom) -> Path:
-    """GPU assignments, kept across hub restarts."""
-    return classroom.hub.state_dir / "gpus.json"
+    return classroom.hub.db_url or f"sqlite:///{in_state(classroom, 'jupyterhub.sqlite')}"
 
 
 def hub_api_port(classroom: Classroom) -> int:
@@ -98,7 +95,7 @@ def public_url(classroom: Classroom) -> str:
 
 def account_passwords(classroom: Classroom) -> dict[str, str]:
     """The password of each listed account: as configured, else generated once and kept in state_dir."""
-    path = classroom.hub.state_dir / PASSWORDS_FILE
+    path = in_state(classroom, PASSWORDS_FILE)
     try:
         stored: dict[str, str] = json.loads(path.read_text())
     except FileNotFoundError:

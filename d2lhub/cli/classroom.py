@@ -6,26 +6,10 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
-from rich.console import Console
-from rich.progress import (
-    BarColumn,
-    MofNCompleteColumn,
-    Progress,
-    TextColumn,
-    TimeElapsedColumn,
-)
-from rich.table import Table
 
-from d2lhub import engine, hubapi
-from d2lhub.cli.common import (
-    DEFAULT_CONFIG,
-    ConfigOption,
-    console,
-    fail,
-    load,
-    load_to_write,
-    say,
-)
+from d2lhub import engine
+from d2lhub.cli import common
+from d2lhub.cli.common import DEFAULT_CONFIG, ConfigOption
 from d2lhub.cli.course import build_course
 from d2lhub.ops import backup, bootstrap, hubprocess
 from d2lhub.state import account_passwords, public_url
@@ -33,15 +17,16 @@ from d2lhub.state import account_passwords, public_url
 
 def up(config_file: ConfigOption = DEFAULT_CONFIG) -> None:
     """Set up whatever is missing, start the hub, print its URL and the demo sign-ins."""
-    classroom = load_to_write(config_file, "start the hub")
-    try:
-        for image in bootstrap.ensure_all(classroom, say=say).values():
-            say(f"student image {image}")
+    classroom = common.load_to_write(config_file, "start the hub")
+
+    def start() -> None:
+        for image in bootstrap.ensure_all(classroom, say=common.say).values():
+            common.say(f"student image {image}")
         manifest = build_course(classroom)
-        say(f"course: {len(manifest.chapters)} chapters")
+        common.say(f"course: {len(manifest.chapters)} chapters")
         hubprocess.start(classroom, config_file)
-    except (engine.EngineError, hubprocess.HubError) as exc:
-        raise fail(str(exc)) from None
+
+    common.run_or_fail(start, engine.EngineError, hubprocess.HubError)
     roles = {a.name: a.role for a in classroom.auth.accounts}
     typer.echo(f"\nThe classroom is up: {public_url(classroom)}\nSign in as:")
     for name, password in account_passwords(classroom).items():
@@ -51,7 +36,7 @@ def up(config_file: ConfigOption = DEFAULT_CONFIG) -> None:
 
 def down(config_file: ConfigOption = DEFAULT_CONFIG) -> None:
     """Stop the hub and the student servers; student volumes stay."""
-    classroom = load(config_file)
+    classroom = common.load(config_file)
     stopped_hub = hubprocess.stop(classroom)
     servers = hubprocess.stop_servers(classroom) if engine.engine_answers() else 0
     typer.echo(f"hub {'stopped' if stopped_hub else 'was not running'}; {servers} student server(s) stopped")
@@ -59,15 +44,14 @@ def down(config_file: ConfigOption = DEFAULT_CONFIG) -> None:
 
 def status(config_file: ConfigOption = DEFAULT_CONFIG) -> None:
     """Who is running where: users, server state, container, image."""
-    classroom = load(config_file)
-    if not hubapi.answers(classroom):
-        raise fail(f"no hub answers at {public_url(classroom)}; start it with `make up`")
-    table = Table(title=f"{classroom.course.name} — {public_url(classroom)}")
-    for column in ("user", "role", "server", "container", "image", "last activity"):
-        table.add_column(column)
-    for row in hubprocess.status(classroom):
-        table.add_row(row.user, row.role, row.server, row.container, row.image, row.last_activity)
-    Console().print(table)
+    classroom = common.load(config_file)
+    common.require_hub(classroom)
+    common.table(
+        f"{classroom.course.name} — {public_url(classroom)}",
+        ("user", "role", "server", "container", "image", "last activity"),
+        ((row.user, row.role, row.server, row.container, row.image, row.last_activity)
+         for row in hubprocess.status(classroom)),
+    )
 
 
 def prestart_command(
@@ -83,29 +67,24 @@ def prestart_command(
     """Start the class's servers before the lecture, so students find them running."""
     from d2lhub.ops import prestart
 
-    classroom = load(config_file)
+    classroom = common.load(config_file)
     if on_schedule:
         if not classroom.prestart.schedule:
-            raise fail(f"{config_file}: prestart.schedule is empty; name the lectures' start times there")
+            raise common.fail(f"{config_file}: prestart.schedule is empty; name the lectures' start times there")
         prestart.on_schedule(classroom, lambda line: typer.echo(f"[lecture-prestart] {line}", err=True))
         return
-    if not hubapi.answers(classroom):
-        raise fail(f"no hub answers at {public_url(classroom)}; start it with `make up`")
-    try:
-        members = prestart.class_members(classroom, group, users or [])
-    except prestart.PrestartError as exc:
-        raise fail(str(exc)) from None
-    with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
-                  console=console) as progress:
-        task = progress.add_task("starting servers", total=len(members))
+    common.require_hub(classroom)
+    members = common.run_or_fail(lambda: prestart.class_members(classroom, group, users or []), prestart.PrestartError)
+    with common.progress(transient=False) as shown:
+        task = shown.add_task("starting servers", total=len(members))
         outcomes = prestart.prestart(classroom, members, parallel,
-                                     lambda outcome: progress.advance(task), notebook or classroom.prestart.notebook)
-    table = Table(title=f"{len(members)} server(s); idle ones stop after {classroom.culling.timeout} s")
-    for column in ("user", "server", "seconds", "reason"):
-        table.add_column(column)
-    for outcome in outcomes:
-        table.add_row(outcome.user, outcome.state, f"{outcome.seconds:.1f}" if outcome.seconds else "", outcome.reason)
-    Console().print(table)
+                                     lambda outcome: shown.advance(task), notebook or classroom.prestart.notebook)
+    common.table(
+        f"{len(members)} server(s); idle ones stop after {classroom.culling.timeout} s",
+        ("user", "server", "seconds", "reason"),
+        ((outcome.user, outcome.state, f"{outcome.seconds:.1f}" if outcome.seconds else "", outcome.reason)
+         for outcome in outcomes),
+    )
     if any(outcome.state == "failed" for outcome in outcomes):
         raise typer.Exit(1)
 
@@ -115,11 +94,10 @@ def backup_command(
     out: Annotated[Path, typer.Option("--out", "-o", help="the archive to write")] = Path("d2lhub-backup.tar.gz"),
 ) -> None:
     """Hub database, gradebook, exchange and student volumes into one archive."""
-    classroom = load(config_file)
-    try:
-        manifest = backup.backup(classroom, out, say=say)
-    except (backup.BackupError, engine.EngineError) as exc:
-        raise fail(str(exc)) from None
+    classroom = common.load(config_file)
+    manifest = common.run_or_fail(
+        lambda: backup.backup(classroom, out, say=common.say), backup.BackupError, engine.EngineError
+    )
     typer.echo(f"wrote {out}: state folder and {len(manifest['volumes'])} volume(s)")
 
 
@@ -128,9 +106,8 @@ def restore_command(
     config_file: ConfigOption = DEFAULT_CONFIG,
 ) -> None:
     """Put a backup onto a fresh hub (empty state folder, no volumes yet); then `make up`."""
-    classroom = load_to_write(config_file, "restore")
-    try:
-        manifest = backup.restore(classroom, archive, say=say)
-    except (backup.BackupError, engine.EngineError) as exc:
-        raise fail(str(exc)) from None
+    classroom = common.load_to_write(config_file, "restore")
+    manifest = common.run_or_fail(
+        lambda: backup.restore(classroom, archive, say=common.say), backup.BackupError, engine.EngineError
+    )
     typer.echo(f"restored {archive} into {classroom.hub.state_dir} and {len(manifest['volumes'])} volume(s)")

@@ -9,19 +9,9 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
-from rich.console import Console
-from rich.progress import Progress
-from rich.table import Table
 
-from d2lhub.cli.common import (
-    DEFAULT_CONFIG,
-    ConfigOption,
-    console,
-    fail,
-    load,
-    load_to_write,
-    say,
-)
+from d2lhub.cli import common
+from d2lhub.cli.common import DEFAULT_CONFIG, ConfigOption
 
 roster_app = typer.Typer(help="The class list: hub users, course groups, gradebook.", no_args_is_help=True)
 assignment_app = typer.Typer(help="Release, collect, autograde and give feedback on an exercise.", no_args_is_help=True)
@@ -36,48 +26,47 @@ def roster_import(
     """Create missing users (with generated passwords), add them to the course groups and the gradebook."""
     from d2lhub.grading import roster
 
-    classroom = load_to_write(config_file, "import a roster")
-    try:
-        report = roster.apply(classroom, roster.load(file))
-    except roster.RosterError as exc:
-        raise fail(str(exc)) from None
+    classroom = common.load_to_write(config_file, "import a roster")
+    report = common.run_or_fail(lambda: roster.apply(classroom, roster.load(file)), roster.RosterError)
     typer.echo(f"{len(report.created)} user(s) created, {len(report.existing)} already there")
     if report.passwords_file:
         typer.echo(f"passwords of new users: {report.passwords_file} (readable by you only)")
 
 
 def grading_step(step):
+    """step(d2lhub.grading.workflow), its GradingError the one-line `fail` (nbgrader loads only here)."""
     from d2lhub.grading import workflow as grading
 
-    try:
-        return step(grading)
-    except grading.GradingError as exc:
-        raise fail(str(exc)) from None
+    return common.run_or_fail(lambda: step(grading), grading.GradingError)
+
+
+def assignment_step(config_file: Path, verb: str, name: str, step):
+    """`verb` the assignment NAME: the classroom loaded to write (refused on a full disk), then the grading step
+    step(workflow, classroom)."""
+    classroom = common.load_to_write(config_file, f"{verb} {name}")
+    return grading_step(lambda g: step(g, classroom))
 
 
 @assignment_app.command("release")
 def assignment_release(name: str, config_file: ConfigOption = DEFAULT_CONFIG) -> None:
     """Make the student version of NAME and put it where students fetch it."""
-    classroom = load_to_write(config_file, f"release {name}")
-    target = grading_step(lambda g: g.release(classroom, name))
+    target = assignment_step(config_file, "release", name, lambda g, classroom: g.release(classroom, name))
     typer.echo(f"released {name} ({target})")
 
 
 @assignment_app.command("collect")
 def assignment_collect(name: str, config_file: ConfigOption = DEFAULT_CONFIG) -> None:
     """Collect each student's latest own submission of NAME; forged ones are set aside and listed."""
-    classroom = load_to_write(config_file, f"collect {name}")
-    with Progress(console=console) as progress:
-        task = progress.add_task(f"checking owners of {name} submissions", total=None)
-        report = grading_step(lambda g: g.collect(classroom, name, lambda entry: progress.advance(task)))
-    table = Table(title=f"{name}: collected {len(report.collected)}, rejected {len(report.rejected)}")
-    table.add_column("submission")
-    table.add_column("status")
-    for student in report.collected:
-        table.add_row(student, "collected")
-    for entry, reason in report.rejected:
-        table.add_row(entry, f"[red]rejected[/red]: {reason}")
-    Console().print(table)
+    classroom = common.load_to_write(config_file, f"collect {name}")
+    with common.progress(transient=False, counted=False) as shown:
+        task = shown.add_task(f"checking owners of {name} submissions", total=None)
+        report = grading_step(lambda g: g.collect(classroom, name, lambda entry: shown.advance(task)))
+    common.table(
+        f"{name}: collected {len(report.collected)}, rejected {len(report.rejected)}",
+        ("submission", "status"),
+        [*((student, "collected") for student in report.collected),
+         *((entry, f"[red]rejected[/red]: {reason}") for entry, reason in report.rejected)],
+    )
 
 
 @assignment_app.command("autograde")
@@ -89,24 +78,22 @@ def assignment_autograde(
     """Run every collected submission of NAME in a sandbox container and score it with nbgrader."""
     from d2lhub.grading import workflow as grading
 
-    classroom = load_to_write(config_file, f"autograde {name}")
+    classroom = common.load_to_write(config_file, f"autograde {name}")
     total = len(grading.submitted_students(classroom, name))
-    with Progress(console=console) as progress:
-        task = progress.add_task(f"autograding {name}", total=total)
-        graded = grading_step(lambda g: g.autograde(classroom, name, jobs, lambda s: progress.advance(task)))
-    table = Table(title=f"{name}: {len(graded)} submission(s) graded")
-    for column in ("student", "score", "note"):
-        table.add_column(column)
-    for row in graded:
-        table.add_row(row.student, f"{row.score:g} / {row.max_score:g}", row.reason or "")
-    Console().print(table)
+    with common.progress(transient=False, counted=False) as shown:
+        task = shown.add_task(f"autograding {name}", total=total)
+        graded = grading_step(lambda g: g.autograde(classroom, name, jobs, lambda s: shown.advance(task)))
+    common.table(
+        f"{name}: {len(graded)} submission(s) graded",
+        ("student", "score", "note"),
+        ((row.student, f"{row.score:g} / {row.max_score:g}", row.reason or "") for row in graded),
+    )
 
 
 @assignment_app.command("feedback")
 def assignment_feedback(name: str, config_file: ConfigOption = DEFAULT_CONFIG) -> None:
     """Render feedback for NAME and release it: each student can fetch their own, and only theirs."""
-    classroom = load_to_write(config_file, f"feedback {name}")
-    students = grading_step(lambda g: g.feedback(classroom, name))
+    students = assignment_step(config_file, "feedback", name, lambda g, classroom: g.feedback(classroom, name))
     typer.echo(f"feedback on {name} released to {len(students)} student(s)")
 
 
@@ -116,11 +103,10 @@ def grades_export(
     out: Annotated[Path | None, typer.Option("--out", "-o", help="write the CSV here instead of stdout")] = None,
 ) -> None:
     """CSV: one row per student, one column per exercise, and the total."""
-    classroom = load(config_file)
+    classroom = common.load(config_file)
     text = grading_step(lambda g: g.grades_csv(classroom))
     if out:
         out.write_text(text)
-        say(f"grades written to {out}")
+        common.say(f"grades written to {out}")
     else:
         typer.echo(text, nl=False)
-

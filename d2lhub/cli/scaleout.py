@@ -6,11 +6,10 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
-from rich.console import Console
-from rich.table import Table
 
 from d2lhub import engine, studentimage
-from d2lhub.cli.common import DEFAULT_CONFIG, ConfigOption, fail, load
+from d2lhub.cli import common
+from d2lhub.cli.common import DEFAULT_CONFIG, ConfigOption
 from d2lhub.ops import nodes, z2jh
 
 nodes_app = typer.Typer(help="The Swarm's nodes: list, add, drain, capacity.", no_args_is_help=True)
@@ -26,12 +25,14 @@ def export_z2jh(
     """A zero-to-jupyterhub Helm values file with the same images, profiles, limits and culling."""
     import yaml
 
-    classroom = load(config_file)
-    try:
+    classroom = common.load(config_file)
+
+    def images_by_key() -> dict[str, str]:
         client = engine.docker_client()
-        images = {key: studentimage.student_image(classroom, client, key) for key in studentimage.images_in_use(classroom)}
-    except engine.EngineError as exc:
-        raise fail(str(exc)) from None
+        keys = studentimage.images_in_use(classroom)
+        return {key: studentimage.student_image(classroom, client, key) for key in keys}
+
+    images = common.run_or_fail(images_by_key, engine.EngineError)
     output.write_text(yaml.safe_dump(z2jh.values(classroom, images, registry), sort_keys=False))
     typer.echo(f"wrote {output}; push {', '.join(images.values())} to {registry or 'your registry'}, then "
                f"`helm upgrade --install classroom jupyterhub/jupyterhub -f {output}`")
@@ -39,27 +40,23 @@ def export_z2jh(
 
 def swarm_client():
     if not engine.engine_answers():
-        raise fail("no Docker engine answers: start Docker and try again")
+        raise common.fail("no Docker engine answers: start Docker and try again")
     return engine.docker_client()
 
 
 @nodes_app.command("list")
 def nodes_list(config_file: ConfigOption = DEFAULT_CONFIG) -> None:
     """The Swarm's nodes, their resources and GPUs, and how many students fit at once per profile."""
-    classroom = load(config_file)
-    try:
-        found = nodes.list_nodes(swarm_client())
-    except nodes.NodeError as exc:
-        raise fail(str(exc)) from None
-    table = Table(title="Swarm nodes")
-    for column in ("node", "role", "state", "availability", "CPUs", "memory", "GPUs",
-                   *(f"fits: {p.name}" for p in classroom.profiles)):
-        table.add_column(column)
-    for node in found:
-        table.add_row(node.hostname, node.role, node.state, node.availability, f"{node.cpus:g}",
-                      f"{node.memory / 1024**3:.1f}G", ",".join(node.gpus) or "-",
-                      *(str(nodes.fits_on(node, classroom, p.name)) for p in classroom.profiles))
-    Console().print(table)
+    classroom = common.load(config_file)
+    found = common.run_or_fail(lambda: nodes.list_nodes(swarm_client()), nodes.NodeError)
+    common.table(
+        "Swarm nodes",
+        ("node", "role", "state", "availability", "CPUs", "memory", "GPUs",
+         *(f"fits: {p.name}" for p in classroom.profiles)),
+        ((node.hostname, node.role, node.state, node.availability, f"{node.cpus:g}", f"{node.memory / 1024**3:.1f}G",
+          ",".join(node.gpus) or "-", *(str(nodes.fits_on(node, classroom, p.name)) for p in classroom.profiles))
+         for node in found),
+    )
     totals = nodes.capacity(found, classroom)
     typer.echo("capacity (students at once, if all chose it): "
                + ", ".join(f"{name} {count}" for name, count in totals.items()))
@@ -72,13 +69,10 @@ def nodes_add(
     config_file: ConfigOption = DEFAULT_CONFIG,
 ) -> None:
     """Print the join command for a new node; label it (GPUs) once it has joined."""
-    load(config_file)
+    common.load(config_file)
     ids = tuple(gpu.strip() for gpu in gpus.split(",") if gpu.strip())
     client = swarm_client()
-    try:
-        command = nodes.join_command(client)
-    except nodes.NodeError as exc:
-        raise fail(str(exc)) from None
+    command = common.run_or_fail(lambda: nodes.join_command(client), nodes.NodeError)
     labels = nodes.node_labels(ids)
     try:
         nodes.label(client, hostname, labels)
@@ -98,14 +92,14 @@ def nodes_drain(
     config_file: ConfigOption = DEFAULT_CONFIG,
 ) -> None:
     """Stop scheduling on a node; warns first when students' servers run there (draining stops them)."""
-    classroom = load(config_file)
+    classroom = common.load(config_file)
     client = swarm_client()
     try:
         running = nodes.students_on(client, hostname, classroom.spawner.instance)
         if running and not yes:
-            raise fail(f"{len(running)} student server(s) run on {hostname} ({', '.join(running)}); "
+            raise common.fail(f"{len(running)} student server(s) run on {hostname} ({', '.join(running)}); "
                        "draining stops them: ask them to save, then run again with --yes")
         nodes.drain(client, hostname)
     except nodes.NodeError as exc:
-        raise fail(str(exc)) from None
+        raise common.fail(str(exc)) from None
     typer.echo(f"{hostname} drained" + (f"; {len(running)} server(s) stopped" if running else ""))

@@ -227,6 +227,6 @@ def test_no_docker_client_is_made(tmp_path):
 
     before = DockerSpawner._client
     made = spawner(config(tmp_path), user("gus", "gpu-students"))
-    made.options_form
+    assert 'name="profile"' in made.options_form
     made.options_from_form({"profile": ["gpu"]})
     assert DockerSpawner._client is before

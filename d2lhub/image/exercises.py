@@ -61,7 +61,7 @@ class Report:
 
 
 def released(exchange: Path) -> dict[str, Path]:
-    """assignment name -> its folder in the exchange's outbound, for every course mounted."""
+    """assignment name -> its folder in the exchange's outbound (those with a notebook), for every course mounted."""
     found: dict[str, Path] = {}
     try:
         courses = sorted(exchange.iterdir())
@@ -74,7 +74,9 @@ def released(exchange: Path) -> dict[str, Path]:
         except OSError:
             continue
         for folder in entries:
-            if not folder.name.startswith(".") and folder.is_dir():
+            # No notebook (yet): a release being written right now (workflow.release replaces the
+            # folder); it is fetched at a later start rather than half.
+            if not folder.name.startswith(".") and folder.is_dir() and any(folder.glob("*.ipynb")):
                 found.setdefault(folder.name, folder)
     return found
 

@@ -125,6 +125,14 @@ def test_one_failing_assignment_does_not_stop_the_others(tmp_path, monkeypatch, 
     assert fetch_all(exchange, home).fetched == ["ex01"]  # tried again at the next start
 
 
+def test_a_release_still_being_written_is_left_for_a_later_start(tmp_path):
+    exchange, home = tmp_path / "exchange", tmp_path / "home"
+    (exchange / "d2l/outbound/ex01").mkdir(parents=True)  # the instructor's release has made the folder, no notebook yet
+    assert fetch_all(exchange, home).fetched == [] and not (home / "exercises/ex01").exists()
+    release(exchange, "ex01", {"ex01.ipynb": "v1"})
+    assert fetch_all(exchange, home).fetched == ["ex01"]
+
+
 def test_no_exchange_still_makes_the_folder_the_assignments_tab_changes_into(tmp_path):
     home = tmp_path / "home"
     report = fetch_all(tmp_path / "nothing-mounted", home)

@@ -9,8 +9,11 @@ in a cycle, function-level imports included.
 from __future__ import annotations
 
 import ast
+import re
 import subprocess
 import sys
+import tomllib
+from importlib.metadata import packages_distributions
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[2]
@@ -145,3 +148,32 @@ def test_status_help_loads_nothing_heavy():
                           check=False)
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout.strip() == "[]", f"loaded by `d2lhub status --help`: {proc.stdout.strip()}"
+
+
+def third_party_imports(path: Path) -> set[str]:
+    found = set()
+    for node in ast.walk(ast.parse(path.read_text(), str(path))):
+        if isinstance(node, ast.Import):
+            found.update(alias.name.split(".")[0] for alias in node.names)
+        elif isinstance(node, ast.ImportFrom) and not node.level and node.module:
+            found.add(node.module.split(".")[0])
+    return {name for name in found if name not in sys.stdlib_module_names and name != "d2lhub"}
+
+
+def normalized(distribution: str) -> str:
+    return re.sub(r"[-_.]+", "-", distribution).lower()
+
+
+def test_what_d2lhub_imports_is_declared():
+    """pyproject's dependencies name the distribution of every package d2lhub imports (outside d2lhub/image)."""
+    project = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]
+    declared = {normalized(re.split(r"[\s<>=!~;\[]", requirement, maxsplit=1)[0]) for requirement in project["dependencies"]}
+    distributions = packages_distributions()
+    missing = sorted(
+        f"{name} ({', '.join(distributions.get(name, ['not installed']))}) in {module}"
+        for module, path in MODULES.items()
+        if subpackage(module) != "image"
+        for name in third_party_imports(path)
+        if not declared & {normalized(d) for d in distributions.get(name, [name])}
+    )
+    assert missing == [], "imported but not in pyproject's dependencies:\n" + "\n".join(missing)

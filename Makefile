@@ -53,11 +53,11 @@ proxy: $(VENV)/.installed ## install configurable-http-proxy (npm) when missing
 	$(PY) -c 'from d2lhub.ops.bootstrap import ensure_proxy; ensure_proxy()'
 
 docs: $(VENV)/.installed ## regenerate the classroom.yaml and CLI references in docs/
-	$(PY) -m d2lhub.reference --write
+	$(PY) -m d2lhub.cli.reference --write
 
 # The browser tests drive Debian's Chromium: Playwright's own browser downloads are never used.
 $(CHROMIUM): | $(VENV)/.installed
-	$(PY) -c 'from d2lhub.bootstrap import apt_install; apt_install("chromium")'
+	$(PY) -c 'from d2lhub.ops.bootstrap import apt_install; apt_install("chromium")'
 
 lock: $(VENV)/.installed ## re-resolve the host lock file from pyproject.toml
 	$(VENV)/bin/pip freeze --exclude-editable | grep -v '^-e' | grep -vE "$$(cat images/lock-exclude.txt)" > requirements.lock

@@ -4,7 +4,7 @@ Every model forbids unknown keys so a typo stops start-up instead of being
 silently ignored; `load` turns pydantic's errors into one line per problem
 naming the key path (d2lhub.configfile), which is what an admin needs to fix the
 file. Each field's `description` is what docs/admin.md says about its key
-(`make docs` writes it there through d2lhub.reference).
+(`make docs` writes it there through d2lhub.cli.reference).
 """
 
 from __future__ import annotations

@@ -3,7 +3,7 @@
 `classroom_reference()` walks the classroom.yaml schema (d2lhub.config: every key's type,
 default and `description`); `cli_reference()` walks the `d2lhub` typer app (every verb's
 help, options and arguments, as `--help` prints them). `make docs` runs
-`python -m d2lhub.reference --write`, which rewrites the text between the marker comments
+`python -m d2lhub.cli.reference --write`, which rewrites the text between the marker comments
 in docs/admin.md and docs/cli.md; without `--write` it exits 1 naming the files that
 differ (tests/unit/test_reference.py makes that a failing test).
 
@@ -29,7 +29,7 @@ from pydantic_core import PydanticUndefined
 
 from d2lhub.config import SIZE_UNITS, Classroom, parse_size
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 
 
 @dataclass(frozen=True)
@@ -283,7 +283,7 @@ def drift(root: Path = REPO, write: bool = False) -> list[str]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m d2lhub.reference", description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(prog="python -m d2lhub.cli.reference", description=__doc__.split("\n\n")[0])
     parser.add_argument("--write", action="store_true", help="rewrite the generated sections in place")
     args = parser.parse_args(argv)
     try:

@@ -76,7 +76,7 @@ def test_submit_autograde_feedback_and_no_student_touches_another(hub, students)
         assert listed.get("success"), listed
         assert any(a["assignment_id"] == NAME and a["status"] == "fetched" for a in listed["value"]), listed
         notebook = json.loads((FIXTURES / f"{fixture}.ipynb").read_text())
-        response = browser.server_api("PUT", f"/contents/{NAME}/{NAME}.ipynb", json={"type": "notebook", "format": "json", "content": notebook})
+        response = browser.server_api("PUT", f"/contents/exercises/{NAME}/{NAME}.ipynb", json={"type": "notebook", "format": "json", "content": notebook})
         response.raise_for_status()
         submitted = nbgrader(browser, "submit")
         assert submitted.get("success", True) is not False, submitted
@@ -100,7 +100,7 @@ print("feedback", attempt(lambda: os.listdir({layout.EXCHANGE_MOUNT!r} + "/d2l/f
 print("outbound", attempt(lambda: open({layout.EXCHANGE_MOUNT!r} + "/d2l/outbound/{NAME}/{NAME}.ipynb", "a").write("x")))
 forged = inbound + "/student1+{NAME}+2099-01-01 00:00:00.000000 UTC+forged"
 def forge():
-    shutil.copytree(os.path.expanduser("~/{NAME}"), forged)
+    shutil.copytree(os.path.expanduser("~/exercises/{NAME}"), forged)
     open(forged + "/timestamp.txt", "w").write("2099-01-01 00:00:00.000000 UTC")
 print("forge", attempt(forge))
 env = dict(os.environ, JUPYTERHUB_USER="student1")
@@ -137,8 +137,8 @@ print("submit-as-a", run.returncode)
     for name, fixture in WORK.items():
         browser = students[name]
         nbgrader(browser, "fetch_feedback")
-        (stamp,) = browser.list_dir(f"{NAME}/feedback")
-        html = browser.read_file(f"{NAME}/feedback/{stamp}/{NAME}.html")
+        (stamp,) = browser.list_dir(f"exercises/{NAME}/feedback")
+        html = browser.read_file(f"exercises/{NAME}/feedback/{stamp}/{NAME}.html")
         assert f"{EXPECTED[fixture]}" in html and NAME in html
 
     # The instructor grades by hand in the formgrader of their own server, on the same gradebook.

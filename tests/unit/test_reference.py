@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 from pydantic import BaseModel
 
-from d2lhub import reference
+from d2lhub.cli import reference
 from d2lhub.config import Classroom
 
 

@@ -65,6 +65,7 @@ log_file = _state_path("jupyterhub.log", "The hub's log (and its services').")
 cookie_secret_file = _state_path("jupyterhub_cookie_secret", "The key the hub signs its cookies with.")
 proxy_pid_file = _state_path("proxy.pid", "The running proxy's process id.")
 gpu_state_file = _state_path("gpus.json", "GPU assignments, kept across hub restarts.")
+services_dir = _state_path("services", "Records of the hub's service processes (d2lhub.hub.servicerun).")
 
 
 def cli_token(classroom: Classroom) -> str:

@@ -37,24 +37,26 @@ def groups(classroom: Classroom) -> dict[str, dict]:
     return {names["students"]: {"users": students}, names["graders"]: {"users": graders}}
 
 
+def managed(classroom: Classroom, facts: Facts, name: str, command: list[str]) -> dict:
+    """A service the hub starts, through the launcher that records it and ties it to the hub's life."""
+    records = str(state.services_dir(classroom))
+    return {"name": name, "command": [facts.python, "-m", "d2lhub.hub.servicerun", records, name, "--", *command]}
+
+
 def services_and_roles(classroom: Classroom, facts: Facts) -> tuple[list[dict], list[dict]]:
     """The hub's services (the CLI's token, the idle culler, the lecture schedule) and their roles."""
     services = [{"name": state.CLI_SERVICE, "api_token": facts.cli_token}]
     roles = [{"name": state.CLI_SERVICE, "scopes": CLI_SCOPES, "services": [state.CLI_SERVICE]}]
     culling = classroom.culling
     if culling.enabled:
-        services.append({
-            "name": "idle-culler",
-            "command": [facts.python, "-m", "jupyterhub_idle_culler",
-                        f"--timeout={culling.timeout}", f"--cull-every={culling.every}"],
-        })
+        services.append(managed(classroom, facts, "idle-culler", [
+            facts.python, "-m", "jupyterhub_idle_culler", f"--timeout={culling.timeout}", f"--cull-every={culling.every}",
+        ]))
         roles.append({"name": "idle-culler", "scopes": CULLER_SCOPES, "services": ["idle-culler"]})
     if classroom.prestart.schedule:
-        services.append({
-            "name": "lecture-prestart",
-            "command": [facts.python, "-m", "d2lhub.cli", "prestart", "--on-schedule",
-                        "--config", str(facts.config_file)],
-        })
+        services.append(managed(classroom, facts, "lecture-prestart", [
+            facts.python, "-m", "d2lhub.cli", "prestart", "--on-schedule", "--config", str(facts.config_file),
+        ]))
     return services, roles
 
 

@@ -53,6 +53,7 @@ def test_backup_restores_a_students_work_and_grades_onto_a_fresh_hub(tmp_path, d
         assert float(exported_grades(hub)["student1"][EXERCISE]) == EXPECTED["partial"]
         result = d2lhub("backup", "--config", str(hub.path), "--out", str(archive))
         assert "volume(s)" in result.stdout
+        assert archive.stat().st_mode & 0o777 == 0o600  # cookie secret, tokens, initial passwords inside
     finally:
         origin.close()
 

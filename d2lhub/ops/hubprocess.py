@@ -57,7 +57,8 @@ def start(classroom: Classroom, config_file: Path, wait_seconds: int = 90, hub_c
     state.mkdir(parents=True, exist_ok=True)
     # The hub imports the same d2lhub as this command, not whichever copy is installed.
     python_path = os.pathsep.join(filter(None, [str(SOURCE_ROOT), os.environ.get("PYTHONPATH")]))
-    env = {**os.environ, CONFIG_ENV: str(config_file.resolve()), "PYTHONPATH": python_path}
+    # A crash (SIGSEGV, SIGABRT) leaves the Python stack of every thread in the hub's log.
+    env = {**os.environ, CONFIG_ENV: str(config_file.resolve()), "PYTHONPATH": python_path, "PYTHONFAULTHANDLER": "1"}
     with open(log_file(classroom), "ab") as log:
         process = subprocess.Popen(
             [sys.executable, "-m", "jupyterhub", "-f", str(hub_config)],

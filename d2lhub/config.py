@@ -26,6 +26,7 @@ from pydantic import (
 
 # ConfigError is raised by load, so callers import it from here with the rest
 from d2lhub.configfile import ConfigError, describe, read_mapping
+from d2lhub.lticonfig import Lti13, settings_for_kind
 
 NAME_PATTERN = r"^[a-z][a-z0-9_-]{0,31}$"
 SIZE_UNITS = {"": 1, "K": 1024, "M": 1024**2, "G": 1024**3, "T": 1024**4}
@@ -126,10 +127,11 @@ class Account(Strict):
 
 
 class Auth(Strict):
-    kind: Literal["native"] = Field("native", description="passwords kept (bcrypt) in the hub's database")
+    kind: Literal["native", "lti13"] = Field("native", description="native: passwords (bcrypt) in the hub's database; lti13: LMS launch")
     open_signup: bool = Field(False, description="let anyone create an account (an admin still approves it)")
     accounts: tuple[Account, ...] = Field((), description="the accounts the hub creates; a real class imports "
                                           "its roster (`d2lhub roster import`)")
+    lti13: Lti13 | None = Field(None, description="the LMS students launch from, when kind is lti13")
 
     @field_validator("accounts")
     @classmethod
@@ -140,6 +142,10 @@ class Auth(Strict):
                 raise ValueError(f"user {account.name!r} is listed twice")
             seen.add(account.name)
         return accounts
+
+    @model_validator(mode="after")
+    def kind_settings(self) -> Auth:
+        return settings_for_kind(self)
 
 
 class Image(Strict):

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import typer
 
-from d2lhub.cli import classroom, course, grading, scaleout
+from d2lhub.cli import classroom, course, grading, lti, scaleout
 
 app = typer.Typer(help="Run and manage a Dive into Deep Learning classroom hub.", no_args_is_help=True)
 for name, command in {
@@ -28,5 +28,6 @@ for name, group in {
     "roster": grading.roster_app,
     "assignment": grading.assignment_app,
     "grades": grading.grades_app,
+    "lti": lti.lti_app,
 }.items():
     app.add_typer(group, name=name)

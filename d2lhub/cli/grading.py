@@ -110,3 +110,40 @@ def grades_export(
         common.say(f"grades written to {out}")
     else:
         typer.echo(text, nl=False)
+
+
+def lti_step(config_file: Path, what: str, step):
+    """step(d2lhub.grading.ltisync, classroom) against a running hub, its LtiError or RosterError the one-line `fail`."""
+    from d2lhub.grading import ltisync, roster
+
+    classroom = common.load_to_write(config_file, what)
+    common.require_hub(classroom)
+    return common.run_or_fail(lambda: step(ltisync, classroom), ltisync.LtiError, roster.RosterError)
+
+
+@roster_app.command("sync")
+def roster_sync(config_file: ConfigOption = DEFAULT_CONFIG) -> None:
+    """Bring the LMS course's members in (LTI Names and Role Provisioning Services); drop (disable) who left."""
+    report = lti_step(config_file, "sync the roster", lambda s, classroom: s.sync(classroom))
+    common.table(
+        f"roster sync: {len(report.added)} added, {len(report.changed)} changed, {len(report.dropped)} dropped, "
+        f"{report.unchanged} unchanged",
+        ("user", "what"),
+        [*((name, f"added ({role})") for name, role in report.added),
+         *((name, f"changed ({what})") for name, what in report.changed),
+         *((name, "dropped (disabled; files and grades kept)") for name in report.dropped)],
+    )
+
+
+@grades_app.command("push")
+def grades_push(assignment: str, config_file: ConfigOption = DEFAULT_CONFIG) -> None:
+    """Post each student's score of ASSIGNMENT to its LMS line item (LTI Assignment and Grade Services)."""
+    rows = lti_step(config_file, f"push grades of {assignment}", lambda s, classroom: s.push(classroom, assignment))
+    counts = {status: sum(r.status == status for r in rows) for status in ("sent", "unchanged", "skipped", "refused")}
+    common.table(
+        f"{assignment}: " + ", ".join(f"{n} {status}" for status, n in counts.items()),
+        ("student", "score", "status", "note"),
+        ((r.student, r.score, r.status, r.note) for r in rows),
+    )
+    if counts["refused"]:
+        raise typer.Exit(1)  # nothing is lost: a rerun sends what was refused

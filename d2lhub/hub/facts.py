@@ -14,7 +14,7 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
-from d2lhub import diskspace, engine, state, studentimage
+from d2lhub import diskspace, engine, ltistate, state, studentimage
 from d2lhub.config import Classroom
 from d2lhub.hub import dbfull, firewall
 
@@ -84,6 +84,8 @@ def gather(classroom: Classroom, config_file: Path) -> Facts:
         firewall.apply(**firewall_inputs(classroom, network.id))
     engine.ensure_data_volume(client, classroom)  # mounted read-only by every server, filled by `course data`
     use_curl_for_proxy_calls()
+    if classroom.auth.kind == "lti13":
+        ltistate.ensure_key(folder)  # the tool's signing key (0600), made on the first start
     return Facts(
         config_file=config_file,
         images=images,

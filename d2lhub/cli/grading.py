@@ -125,9 +125,10 @@ def lti_step(config_file: Path, what: str, step):
 def roster_sync(config_file: ConfigOption = DEFAULT_CONFIG) -> None:
     """Bring the LMS course's members in (LTI Names and Role Provisioning Services); drop (disable) who left."""
     report = lti_step(config_file, "sync the roster", lambda s, classroom: s.sync(classroom))
+    typer.echo(f"roster sync: {len(report.added)} added, {len(report.changed)} changed, "
+               f"{len(report.dropped)} dropped, {report.unchanged} unchanged")
     common.table(
-        f"roster sync: {len(report.added)} added, {len(report.changed)} changed, {len(report.dropped)} dropped, "
-        f"{report.unchanged} unchanged",
+        "roster sync",
         ("user", "what"),
         [*((name, f"added ({role})") for name, role in report.added),
          *((name, f"changed ({what})") for name, what in report.changed),
@@ -140,8 +141,9 @@ def grades_push(assignment: str, config_file: ConfigOption = DEFAULT_CONFIG) -> 
     """Post each student's score of ASSIGNMENT to its LMS line item (LTI Assignment and Grade Services)."""
     rows = lti_step(config_file, f"push grades of {assignment}", lambda s, classroom: s.push(classroom, assignment))
     counts = {status: sum(r.status == status for r in rows) for status in ("sent", "unchanged", "skipped", "refused")}
+    typer.echo(f"{assignment}: " + ", ".join(f"{n} {status}" for status, n in counts.items()))
     common.table(
-        f"{assignment}: " + ", ".join(f"{n} {status}" for status, n in counts.items()),
+        f"grades push {assignment}",
         ("student", "score", "status", "note"),
         ((r.student, r.score, r.status, r.note) for r in rows),
     )

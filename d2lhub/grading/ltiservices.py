@@ -122,7 +122,8 @@ class Platform:
         return {r["userId"]: (r.get("resultScore"), r.get("resultMaximum"))
                 for page in self.pages(with_path(line_item["id"], "/results"), "results") for r in page}
 
-    def post_score(self, line_item: dict, user_id: str, score: float, maximum: float) -> None:
+    def post_score(self, line_item: dict, user_id: str, score: float, maximum: float, progress: str) -> None:
+        """A score (AGS); progress FullyGraded, or PendingManual while the formgrader's part is still open."""
         body = {"userId": user_id, "scoreGiven": score, "scoreMaximum": maximum, "activityProgress": "Completed",
-                "gradingProgress": "FullyGraded", "timestamp": time.strftime("%Y-%m-%dT%H:%M:%S+00:00", time.gmtime())}
+                "gradingProgress": progress, "timestamp": time.strftime("%Y-%m-%dT%H:%M:%S+00:00", time.gmtime())}
         self.call("POST", with_path(line_item["id"], "/scores"), "score", json=body)

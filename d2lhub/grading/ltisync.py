@@ -138,44 +138,51 @@ class PushRow:
     note: str = ""
 
 
-def scores(classroom: Classroom, assignment: str) -> tuple[float, dict[str, float | str]]:
-    """(the assignment's maximum, student -> score, or why there is none yet) from the gradebook."""
+def scores(classroom: Classroom, assignment: str) -> tuple[float, dict[str, tuple[float, str] | str]]:
+    """(the assignment's maximum, student -> (score, AGS grading progress), or why there is none yet)."""
     with workflow.gradebook(classroom) as gb:
         try:
             maximum = float(gb.find_assignment(assignment).max_score)
         except workflow.MissingEntry:
             raise LtiError(f"{assignment}: no such assignment in the gradebook (release and autograde it first)") from None
-        found: dict[str, float | str] = {}
+        found: dict[str, tuple[float, str] | str] = {}
         for student in sorted(s.id for s in gb.students):
             try:
                 submission = gb.find_submission(assignment, student)
             except workflow.MissingEntry:
                 found[student] = "no graded submission yet"
                 continue
-            found[student] = "manual grading pending" if submission.needs_manual_grade else float(submission.score)
+            found[student] = (float(submission.score), "PendingManual" if submission.needs_manual_grade else "FullyGraded")
     return maximum, found
 
 
 def push(classroom: Classroom, assignment: str) -> list[PushRow]:
+    """Send what the LMS lacks: a score it does not hold, or one whose manual grading finished since."""
     maximum, found = scores(classroom, assignment)
     platform = Platform(classroom, "lineitem", "results", "score")
     item = platform.line_item(service_url(classroom, "lineitems_url"), assignment, assignment, maximum)
     held = platform.results(item)
-    known = ltistate.users(classroom.hub.state_dir)
+    state_dir = classroom.hub.state_dir
+    known, ledger = ltistate.users(state_dir), ltistate.read(state_dir, "pushed.json", {})
+    sent = ledger.setdefault(assignment, {})
     rows = []
-    for student, score in found.items():
-        if isinstance(score, str):
-            rows.append(PushRow(student, "", "skipped", score))
+    for student, graded in found.items():
+        if isinstance(graded, str):
+            rows.append(PushRow(student, "", "skipped", graded))
             continue
-        shown = f"{score:g} / {maximum:g}"
+        score, progress = graded
+        shown, note = f"{score:g} / {maximum:g}", "manual grading pending" if progress == "PendingManual" else ""
         if student not in known:
             rows.append(PushRow(student, shown, "refused", "not known to the LMS: no launch or roster sync names them"))
-        elif held.get(known[student]) == (score, maximum):
-            rows.append(PushRow(student, shown, "unchanged", "the LMS holds this score"))
+        elif held.get(known[student]) == (score, maximum) and sent.get(student) == [score, maximum, progress]:
+            rows.append(PushRow(student, shown, "unchanged", note or "the LMS holds this score"))
         else:
             try:
-                platform.post_score(item, known[student], score, maximum)
-                rows.append(PushRow(student, shown, "sent"))
+                platform.post_score(item, known[student], score, maximum, progress)
             except LtiError as exc:
                 rows.append(PushRow(student, shown, "refused", str(exc)))
+                continue
+            sent[student] = [score, maximum, progress]
+            ltistate.write(state_dir, "pushed.json", ledger)  # after each score: a run cut short keeps what it sent
+            rows.append(PushRow(student, shown, "sent", note))
     return rows

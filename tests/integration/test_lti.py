@@ -23,6 +23,7 @@ NAME = "ex01-tensors-autograd"
 FIXTURES = REPO / "assignments" / "fixtures" / NAME
 EXPECTED = json.loads((FIXTURES / "expected.json").read_text())
 NOTEBOOK = "d2l/chapter_preliminaries/ndarray.ipynb"
+MANUAL_CELL, MAXIMUM = "why-record", 10  # the exercise's written answer (1 point) and its total
 
 
 @pytest.fixture(scope="module")
@@ -134,13 +135,30 @@ def test_grades_push_posts_autograded_scores_and_a_rerun_completes_it(platform, 
 
     first = cli(lti_hub, "grades", "push", NAME, code=1)
     assert "1 sent, 0 unchanged, 1 skipped, 1 refused" in first, first
+    [item] = platform.lineitems.values()
+    assert item["resourceId"] == NAME and item["scoreMaximum"] == MAXIMUM
+    ada = platform.scores[item["id"]]["sub-ada-01"]
+    assert (ada["scoreGiven"], ada["gradingProgress"]) == (EXPECTED["correct"], "PendingManual")
+
+    grade_by_hand(lti_hub, {"ada": 1, "cy": 0})  # the formgrader's part: the written answer
     cli(lti_hub, "lti", "rotate-key")  # a new key signs the rerun's requests; nobody is lost
     second = cli(lti_hub, "grades", "push", NAME)
-    assert "1 sent, 1 unchanged, 1 skipped, 0 refused" in second, second
+    assert "2 sent, 0 unchanged, 1 skipped, 0 refused" in second, second
     third = cli(lti_hub, "grades", "push", NAME)
     assert "0 sent, 2 unchanged, 1 skipped, 0 refused" in third, third
 
-    [item] = platform.lineitems.values()
-    assert item["resourceId"] == NAME and item["scoreMaximum"] == EXPECTED["correct"]
-    held = {user: score["scoreGiven"] for user, score in platform.scores[item["id"]].items()}
-    assert held == {"sub-ada-01": EXPECTED["correct"], "sub-cy-03": EXPECTED["partial"]}
+    assert list(platform.lineitems.values()) == [item]
+    held = {user: (s["scoreGiven"], s["gradingProgress"]) for user, s in platform.scores[item["id"]].items()}
+    assert held == {"sub-ada-01": (EXPECTED["correct"] + 1, "FullyGraded"),
+                    "sub-cy-03": (EXPECTED["partial"], "FullyGraded")}
+
+
+def grade_by_hand(hub, points: dict[str, float]) -> None:
+    """What a grader does in the formgrader: score the manually graded cell of each submission."""
+    from d2lhub.grading import workflow
+
+    with workflow.gradebook(hub.classroom) as gb:
+        for student, score in points.items():
+            grade = gb.find_grade(MANUAL_CELL, NAME, NAME, student)
+            grade.manual_score, grade.needs_manual_grade = score, False  # as the formgrader's grade API does
+        gb.db.commit()

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import json
 import time
-import uuid
 from pathlib import Path
 
 import jwt
@@ -32,7 +31,7 @@ def folder(state_dir: Path) -> Path:
 
 
 def key_files(state_dir: Path) -> list[Path]:
-    """The tool's private keys, oldest first (their names sort by creation time)."""
+    """The tool's private keys, oldest first (their names begin with a running number)."""
     return sorted((folder(state_dir) / "keys").glob("*.pem"))
 
 
@@ -40,7 +39,9 @@ def new_key(state_dir: Path) -> Path:
     """A fresh RSA key, written 0600; keys older than the one it replaces are removed."""
     key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
     pem = key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption())
-    path = folder(state_dir) / "keys" / f"{time.strftime('%Y%m%d%H%M%S', time.gmtime())}-{uuid.uuid4().hex[:8]}.pem"
+    files = key_files(state_dir)
+    number = int(files[-1].stem.split("-")[0]) + 1 if files else 1
+    path = folder(state_dir) / "keys" / f"{number:06d}-{time.strftime('%Y%m%d%H%M%S', time.gmtime())}.pem"
     write_private(path, pem.decode())
     for old in key_files(state_dir)[:-KEPT_KEYS]:
         old.unlink()

@@ -20,10 +20,20 @@ import jwt
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 
-from d2lhub.state import write_private
+from d2lhub.config import Classroom
+from d2lhub.state import public_url, write_private
 
 FOLDER = "lti13"
 KEPT_KEYS = 2  # the signing key and the one it replaced
+
+
+def tool_urls(classroom: Classroom) -> dict[str, str]:
+    """What an LMS asks for when the tool is registered, by the names Canvas and Moodle give them."""
+    hub = f"{public_url(classroom)}/hub"
+    return {"OpenID Connect login (initiation) URL": f"{hub}/lti13/oauth_login",
+            "Redirect URI (launch URL)": f"{hub}/lti13/oauth_callback",
+            "Public JWK set URL (keyset URL)": f"{hub}/lti13/jwks",
+            "Target link URI (tool URL)": f"{hub}/"}
 
 
 def folder(state_dir: Path) -> Path:

@@ -7,7 +7,7 @@ from typing import Annotated
 
 import typer
 
-from d2lhub import engine
+from d2lhub import engine, ltistate
 from d2lhub.cli import common
 from d2lhub.cli.common import DEFAULT_CONFIG, ConfigOption
 from d2lhub.cli.course import build_course
@@ -28,9 +28,15 @@ def up(config_file: ConfigOption = DEFAULT_CONFIG) -> None:
 
     common.run_or_fail(start, engine.EngineError, hubprocess.HubError)
     roles = {a.name: a.role for a in classroom.auth.accounts}
-    typer.echo(f"\nThe classroom is up: {public_url(classroom)}\nSign in as:")
-    for name, password in account_passwords(classroom).items():
-        typer.echo(f"  {name} / {password} ({roles[name]})")
+    typer.echo(f"\nThe classroom is up: {public_url(classroom)}")
+    if classroom.auth.kind == "lti13":
+        typer.echo("Students sign in from the LMS. Register the tool there (LTI 1.3) with:")
+        for name, url in ltistate.tool_urls(classroom).items():
+            typer.echo(f"  {name}: {url}")
+    else:
+        typer.echo("Sign in as:")
+        for name, password in account_passwords(classroom).items():
+            typer.echo(f"  {name} / {password} ({roles[name]})")
     typer.echo("\nStop it with `make down` (students' files stay).")
 
 

@@ -71,6 +71,7 @@ class JwksHandler(BaseHandler):
 
 class ClassroomLTI13Authenticator(LTI13Authenticator):
     callback_handler = LaunchHandler
+    launched_from_lms = True  # the sign-in page says where to sign in instead of showing a form
     settings = Dict(help="auth.lti13 of classroom.yaml, as a mapping").tag(config=True)
     state_dir = Unicode(help="hub.state_dir: the tool's keys and the LMS users seen").tag(config=True)
     course_groups = Dict(help="students/graders -> the course's hub group").tag(config=True)

@@ -80,6 +80,11 @@ def test_a_launch_lands_the_student_in_their_own_server_on_the_linked_notebook(p
     served = session.get(platform.tool_jwks_url, timeout=30).json()
     assert [k["kid"] for k in served["keys"]] == [key.stem] and "d" not in served["keys"][0]
     hubapi.api(lti_hub.classroom, "/users/ada/server", "DELETE")
+    target = f"{lti_hub.url}/hub/user-redirect/lab/tree/exercises"  # a link that names its page by its target URI
+    by_target, _, _ = launch(platform, lti_hub.url, "sub-ada-01", target=target)
+    assert by_target.status_code == 302 and by_target.headers["Location"] == "/hub/user-redirect/lab/tree/exercises"
+    sign_in_page = requests.get(f"{lti_hub.url}/hub/login", timeout=30).text
+    assert "Open this classroom from your course in the LMS" in sign_in_page and 'name="password"' not in sign_in_page
 
 
 def test_forged_misaddressed_expired_and_replayed_launches_are_refused(platform, lti_hub):

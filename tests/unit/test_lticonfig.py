@@ -143,3 +143,11 @@ def test_roster_members_are_checked_all_before_any_change(tmp_path):
     assert "nothing changed" in str(error.value)
     assert "members '1' and '5' would both be 'ada'" in str(error.value)
     assert "member '6': no user name can be made from email None" in str(error.value)
+
+
+def test_the_urls_to_register_in_the_lms_are_the_tools_handlers(tmp_path):
+    room = load(classroom_file(tmp_path, {"kind": "lti13", "lti13": PLATFORM}))
+    urls = ltistate.tool_urls(room)
+    assert urls["OpenID Connect login (initiation) URL"] == "http://127.0.0.1:8000/hub/lti13/oauth_login"
+    assert urls["Redirect URI (launch URL)"] == "http://127.0.0.1:8000/hub/lti13/oauth_callback"
+    assert urls["Public JWK set URL (keyset URL)"] == "http://127.0.0.1:8000/hub/lti13/jwks"

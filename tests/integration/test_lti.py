@@ -11,11 +11,12 @@ import time
 
 import pytest
 import requests
-from harness import REPO, launched_hub, place_collected
+from harness import REPO, RunningHub, launched_hub, place_collected, remove_labelled, write_classroom
 from ltiplatform import Platform, launch, replay
 from typer.testing import CliRunner
 
 from d2lhub import hubapi, ltistate
+from d2lhub.ops.hubprocess import HubError
 from d2lhub.cli import app
 
 pytestmark = pytest.mark.integration
@@ -167,3 +168,14 @@ def grade_by_hand(hub, points: dict[str, float]) -> None:
             grade = gb.find_grade(MANUAL_CELL, NAME, NAME, student)
             grade.manual_score, grade.needs_manual_grade = score, False  # as the formgrader's grade API does
         gb.db.commit()
+
+
+def test_an_lms_that_gives_no_keys_stops_the_start_naming_the_key(platform, tmp_path, docker_client):
+    silent = {**platform.settings(), "jwks_url": "http://127.0.0.1:9/jwks"}  # nothing listens on port 9
+    hub = RunningHub(write_classroom(tmp_path, auth={"kind": "lti13", "accounts": [], "lti13": silent}))
+    try:
+        with pytest.raises(HubError, match=r"auth\.lti13\.jwks_url: http://127\.0\.0\.1:9/jwks gives no key set"):
+            hub.start()
+    finally:
+        hub.stop()
+        remove_labelled(docker_client, lambda value: value == hub.classroom.spawner.instance)

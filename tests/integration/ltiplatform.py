@@ -33,7 +33,7 @@ def new_key():
 
 
 class Platform:
-    def __init__(self, client_id="d2lhub-tool", deployment_id="dep-1", context_id="course-101"):
+    def __init__(self, client_id="d2lhub-tool", deployment_id="dep-1", context_id="course-101", host="127.0.0.1"):
         self.client_id, self.deployment_id, self.context_id = client_id, deployment_id, context_id
         self.key, self.kid = new_key(), "platform-1"
         self.users: dict[str, dict] = {}  # sub -> {email, given_name, family_name, roles, status}
@@ -42,9 +42,9 @@ class Platform:
         self.refuse_scores_once: set[str] = set()  # userIds whose next score is refused (a failure part-way)
         self.tokens: dict[str, set[str]] = {}
         self.next_launch: dict = {}  # claims or signing to tamper with, for the next launch only
-        self.tool_launch_url = self.tool_jwks_url = ""
+        self.tool_launch_url = self.tool_jwks_url = self.tool_login_url = ""
         self.server = ThreadingHTTPServer(("127.0.0.1", 0), self.handler())
-        self.url = f"http://127.0.0.1:{self.server.server_port}"
+        self.url = f"http://{host}:{self.server.server_port}"  # `localhost` makes it another site than the hub's 127.0.0.1
         threading.Thread(target=self.server.serve_forever, daemon=True).start()
 
     def stop(self) -> None:
@@ -129,6 +129,11 @@ class Platform:
                     return self.reply(200, platform.jwks())
                 if url.path == "/auth":
                     return self.authorize(query)
+                if url.path == "/course/launch":  # the LMS's course page: its link starts the login at the tool
+                    return self.reply(200, auto_post(platform.tool_login_url, {
+                        "iss": platform.url, "login_hint": query["sub"], "target_link_uri": query.get("target") or platform.tool_login_url.replace("lti13/oauth_login", ""),
+                        "client_id": platform.client_id, "lti_deployment_id": platform.deployment_id,
+                        "lti_message_hint": json.dumps({"path": query["path"]} if "path" in query else {})}), "text/html")
                 if url.path == "/memberships" and self.scoped("contextmembership"):
                     members = [{"user_id": sub, **{k: u[k] for k in ("email", "given_name", "family_name", "roles", "status")}}
                                for sub, u in platform.users.items()]
@@ -159,10 +164,7 @@ class Platform:
                     return self.reply(400, {"error": "not an OIDC implicit id_token request"})
                 custom = json.loads(query.get("lti_message_hint") or "{}")
                 token = platform.id_token(query["login_hint"], query["nonce"], custom)
-                page = (f'<form method="post" action="{html.escape(query["redirect_uri"])}">'
-                        f'<input name="id_token" value="{token}"><input name="state" value="{html.escape(query["state"])}">'
-                        "</form><script>document.forms[0].submit()</script>")
-                self.reply(200, page, "text/html")
+                self.reply(200, auto_post(query["redirect_uri"], {"id_token": token, "state": query["state"]}), "text/html")
 
             def do_POST(self):
                 url = urlsplit(self.path)
@@ -194,6 +196,12 @@ class Platform:
                     self.reply(404, {"error": "not found"})
 
         return Handler
+
+
+def auto_post(action: str, fields: dict[str, str]) -> str:
+    """A page whose form posts itself, as an LMS sends a browser on."""
+    inputs = "".join(f'<input type="hidden" name="{name}" value="{html.escape(value)}">' for name, value in fields.items())
+    return f'<form method="post" action="{html.escape(action)}">{inputs}</form><script>document.forms[0].submit()</script>'
 
 
 def launch(platform: Platform, hub_url: str, sub: str, session: requests.Session | None = None, **custom):

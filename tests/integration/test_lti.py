@@ -106,9 +106,12 @@ def test_forged_misaddressed_expired_and_replayed_launches_are_refused(platform,
     platform.next_launch = {"https://purl.imsglobal.org/spec/lti/claim/context": {"id": "other-course", "label": "X"}}
     elsewhere, _, _ = launch(platform, lti_hub.url, "sub-ada-01")
     assert elsewhere.status_code == 403 and "other-course" in elsewhere.text, elsewhere.text[:300]
+    platform.next_launch = {"https://purl.imsglobal.org/spec/lti/claim/deployment_id": "dep-other"}
+    other_deployment, _, _ = launch(platform, lti_hub.url, "sub-ada-01")
+    assert other_deployment.status_code == 403 and "dep-other" in other_deployment.text, other_deployment.text[:300]
     mentor, _, _ = launch(platform, lti_hub.url, "sub-max-05")
     assert mentor.status_code == 403 and "auth.lti13.roles" in mentor.text, mentor.text[:300]
-    for refused in (forged, misaddressed, expired, replayed, elsewhere, mentor):
+    for refused in (forged, misaddressed, expired, replayed, elsewhere, other_deployment, mentor):
         assert "jupyterhub-session-id" not in refused.cookies and "jupyterhub-hub-login" not in refused.cookies
 
 

@@ -153,13 +153,15 @@ def test_grades_push_posts_autograded_scores_and_a_rerun_completes_it(platform, 
     cli(lti_hub, "lti", "rotate-key")  # a new key signs the rerun's requests; nobody is lost
     second = cli(lti_hub, "grades", "push", NAME)
     assert "2 sent, 0 unchanged, 1 skipped, 0 refused" in second, second
+    gradebook = {"sub-ada-01": (EXPECTED["correct"] + 1, "FullyGraded"), "sub-cy-03": (EXPECTED["partial"], "FullyGraded")}
+    assert held_by(platform, item) == gradebook  # after two runs: exactly the gradebook's scores
     third = cli(lti_hub, "grades", "push", NAME)
     assert "0 sent, 2 unchanged, 1 skipped, 0 refused" in third, third
+    assert held_by(platform, item) == gradebook and list(platform.lineitems.values()) == [item]
 
-    assert list(platform.lineitems.values()) == [item]
-    held = {user: (s["scoreGiven"], s["gradingProgress"]) for user, s in platform.scores[item["id"]].items()}
-    assert held == {"sub-ada-01": (EXPECTED["correct"] + 1, "FullyGraded"),
-                    "sub-cy-03": (EXPECTED["partial"], "FullyGraded")}
+
+def held_by(platform, item) -> dict:
+    return {user: (s["scoreGiven"], s["gradingProgress"]) for user, s in platform.scores[item["id"]].items()}
 
 
 def grade_by_hand(hub, points: dict[str, float]) -> None:

@@ -188,11 +188,11 @@ def ensure_images(client: docker.DockerClient, classroom: Classroom, say: Say = 
 def ensure_all(classroom: Classroom, say: Say = _default_say) -> dict[str, str]:
     """Everything a hub needs; returns the student image tags by key."""
     client = ensure_engine(classroom.hub.state_dir, say=say)
+    ensure_homes(client, classroom, say=say)  # first: a home limit the host cannot keep stops here
     ensure_proxy(say=say)
     ensure_base_image(client, classroom, say=say)
     tags = ensure_images(client, classroom, say=say)
     ensure_network(client, classroom.spawner.instance, classroom.spawner.instance)
-    ensure_homes(client, classroom, say=say)
     return tags
 
 

@@ -118,9 +118,10 @@ def test_homes_are_limited_subvolumes_bound_as_labelled_volumes(quota_hub, pair,
 def test_full_home_is_its_owners_problem_only(quota_hub, pair, docker_client, tmp_path):
     full, neighbour = pair["student1"], pair["student2"]
     outcome = {}
-    filling = threading.Thread(
-        target=lambda: outcome.update(result=full.execute(FILL.format(path="/home/jovyan/fill.bin", seconds=25), timeout=180))
-    )
+    full.open_server()
+    kernel = full.server_api("POST", "/kernels", json={"name": "python3"}).json()["id"]  # theirs, kept open
+    filling = threading.Thread(target=lambda: outcome.update(result=full.execute(
+        FILL.format(path="/home/jovyan/fill.bin", seconds=25), timeout=180, shutdown=False, kernel_id=kernel)))
     filling.start()
     _, path = home_of(quota_hub, docker_client, "student1")
     deadline = time.monotonic() + 60
@@ -150,12 +151,12 @@ def test_full_home_is_its_owners_problem_only(quota_hub, pair, docker_client, tm
     assert said["refusals"] > 10
     assert neighbour.server_api("GET", "/contents/saved.ipynb").status_code == 200
 
-    # `d2lhub status` shows it; the full student deletes and writes again.
+    # `d2lhub status` shows it; in the same kernel, the full student deletes and writes again.
     shown = " ".join(d2lhub("status", "--config", str(quota_hub.path)).stdout.split())
     assert "64M / 64M" in shown or "63." in shown, shown
     again = full.execute(
         "import os\nos.remove('/home/jovyan/fill.bin')\n"
-        "open('/home/jovyan/after.bin', 'wb').write(b'x' * 16 * 2**20)\nprint('written again')"
+        "open('/home/jovyan/after.bin', 'wb').write(b'x' * 16 * 2**20)\nprint('written again')", kernel_id=kernel
     )
     assert again.stdout.strip() == "written again", (again.stdout, again.error)
 

@@ -22,7 +22,7 @@ from pydantic import (
 
 # ConfigError is raised by load, so callers import it from here with the rest
 from d2lhub.configfile import ConfigError, describe, read_mapping
-from d2lhub.limits import Grading, Limits, Strict, home_default_off_this_host
+from d2lhub.limits import Grading, Limits, Strict, home_default_off_this_host, homes_here
 from d2lhub.sizes import ByteSize, parse_size  # noqa: F401 (parse_size: callers import it from here)
 
 NAME_PATTERN = r"^[a-z][a-z0-9_-]{0,31}$"
@@ -299,10 +299,10 @@ class Classroom(Strict):
             if fallback is None or fallback.gpus:
                 raise ValueError(f"gpus.fallback_profile: {self.gpus.fallback_profile!r} is not a profile without GPUs")
         homes = [p.name for p in self.profiles if self.limits_for(p).home]
-        if homes and (self.spawner.kind != "docker" or self.spawner.volume_driver != "local"):
+        if homes and not homes_here(self.spawner.kind, self.spawner.volume_driver, self.spawner.volume_options):
             raise ValueError(
-                f"limits.home: a home limit (profiles {', '.join(homes)}) needs spawner.kind: docker and "
-                "spawner.volume_driver: local (homes on this host's btrfs); set limits.home: null"
+                f"limits.home: a home limit (profiles {', '.join(homes)}) needs spawner.kind: docker, "
+                "spawner.volume_driver: local and no volume_options (homes on this host's btrfs); set limits.home: null"
             )
         if self.grading.max_submission > self.grading.inbound_size:
             raise ValueError("grading.max_submission is larger than grading.inbound_size")

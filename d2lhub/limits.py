@@ -19,7 +19,8 @@ class Limits(Strict):
     pids: int = Field(1024, ge=64, description="processes per student server (stops fork bombs)")
     home: ByteSize | None = Field(
         parse_size("5G"), description="size limit of each student's home, kept by the kernel (a btrfs "
-        "qgroup): writing past it gives `Disk quota exceeded`; null: no limit (Swarm, other volume drivers)"
+        "qgroup): writing past it gives `Disk quota exceeded`; null: no limit. Unset, it is null where homes "
+        "are not on this host (`spawner.kind: swarm`, another volume driver, volume_options)"
     )
     tmp: ByteSize = Field(parse_size("256M"), description="size of `/tmp` (a tmpfs: it counts as memory); "
                           "the rest of the container's files are read-only")
@@ -41,15 +42,19 @@ class Grading(Strict):
                                    "exchange's inbound, a btrfs qgroup) all submissions together")
 
 
+def homes_here(kind: str, volume_driver: str, volume_options: object) -> bool:
+    """Whether students' homes are on this host's disk, where a btrfs can limit them."""
+    return kind == "docker" and volume_driver == "local" and not volume_options
+
+
 def home_default_off_this_host(data: object) -> object:
     """Raw classroom.yaml, with `limits.home` off where not written and homes are not on this host's
-    btrfs (a Swarm, another volume driver): the default 5G holds where it can be kept, and a limit
+    btrfs (a Swarm, another volume driver or options such as NFS): the default 5G holds where it can be kept, and a limit
     the admin wrote there is refused (d2lhub.config)."""
     spawner = data.get("spawner") if isinstance(data, dict) else None
     spawner = spawner if isinstance(spawner, dict) else {}
-    if not isinstance(data, dict) or (spawner.get("kind", "docker"), spawner.get("volume_driver", "local")) == (
-        "docker", "local"
-    ):
+    if not isinstance(data, dict) or homes_here(spawner.get("kind", "docker"), spawner.get("volume_driver", "local"),
+                                               spawner.get("volume_options")):
         return data
 
     def off(limits: object) -> object:

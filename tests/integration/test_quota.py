@@ -261,4 +261,5 @@ def test_up_refuses_a_home_limit_the_host_cannot_keep(quota_hub, tmp_path):
     assert "limits.home: 1G is more than the whole homes file system (hub.homes_size: 256M)" in said, said
     swarm = write_classroom(tmp_path / "swarm", spawner={"kind": "swarm"})
     result = d2lhub("up", "--config", str(swarm), check=False)
-    assert result.returncode == 2 and "limits.home" in result.stderr and "spawner.kind: docker" in result.stderr
+    said = " ".join(result.stderr.split())
+    assert result.returncode == 2 and "limits.home: a home limit" in said and "spawner.kind: docker" in said, said

@@ -149,6 +149,21 @@ class RunningHub:
         return browser
 
 
+def roster_student(hub: RunningHub, folder: Path, name: str):
+    """One more student, through `d2lhub roster import` as an instructor adds one, signed in."""
+    from hubclient import Browser
+    from test_cli import d2lhub
+
+    roster = folder / f"{name}.csv"
+    roster.write_text(f"username,first name,last name,email,role\n{name},New,Student,,student\n")
+    d2lhub("roster", "import", str(roster), "--config", str(hub.path))
+    rows = (hub.classroom.hub.state_dir / "roster-passwords.csv").read_text().splitlines()
+    password = next(line.split(",", 1)[1] for line in rows if line.startswith(f"{name},"))
+    browser = Browser(hub.url)
+    assert browser.login(name, password).status_code == 302, f"sign-in of {name} failed"
+    return browser
+
+
 def launched_hub(folder: Path, docker_client, **overrides):
     """A hub of its own, started now; yields it, then stops it and removes all it made."""
     running = RunningHub(write_classroom(folder, **overrides))

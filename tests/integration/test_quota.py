@@ -15,8 +15,7 @@ import time
 
 import pytest
 import requests
-from harness import launched_hub
-from hubclient import Browser
+from harness import launched_hub, roster_student
 from test_cli import d2lhub
 
 from d2lhub import homefs, labels, state
@@ -74,18 +73,6 @@ def quota_hub(tmp_path_factory, docker_client):
     yield from launched_hub(tmp_path_factory.mktemp("quota"), docker_client, limits={"tmp": "32M"})
 
 
-def add_student(hub, folder, name: str) -> Browser:
-    """A third student, through the roster import, signed in."""
-    roster = folder / f"{name}.csv"
-    roster.write_text(f"username,first name,last name,email,role\n{name},Third,Student,,student\n")
-    d2lhub("roster", "import", str(roster), "--config", str(hub.path))
-    rows = (hub.classroom.hub.state_dir / "roster-passwords.csv").read_text().splitlines()
-    password = next(line.split(",", 1)[1] for line in rows if line.startswith(f"{name},"))
-    browser = Browser(hub.url)
-    assert browser.login(name, password).status_code == 302
-    return browser
-
-
 @pytest.fixture(scope="module")
 def pair(quota_hub):
     students = {name: quota_hub.browser(name) for name in ("student1", "student2")}
@@ -135,7 +122,7 @@ def test_full_home_is_its_owners_problem_only(quota_hub, pair, docker_client, tm
                            "execution_count": None}], "metadata": {}, "nbformat": 4, "nbformat_minor": 5}
     saved = neighbour.server_api("PUT", "/contents/saved.ipynb", json={"type": "notebook", "content": notebook})
     assert saved.status_code in (200, 201), saved.text
-    third = add_student(quota_hub, tmp_path, "student3")
+    third = roster_student(quota_hub, tmp_path, "student3")
     assert third.spawn() < 60
     assert third.open_server().status_code == 200
     assert third.execute("print(6 * 7)").stdout.strip() == "42"

@@ -14,7 +14,7 @@ import time
 
 import pytest
 import requests
-from harness import launched_hub
+from harness import launched_hub, roster_student
 
 from d2lhub.grading import layout
 from d2lhub.hub import firewall
@@ -207,18 +207,9 @@ def test_killed_student_container_is_noticed_and_restarts_with_files(trust_hub, 
 
 
 @pytest.fixture
-def small_home(trust_hub, docker_client, tmp_path):
+def small_home(trust_hub, tmp_path):
     """A student, `filler`, whose home has the test hub's limit (limits.home: 64M, a btrfs qgroup)."""
-    from test_cli import d2lhub
-    from hubclient import Browser
-
-    roster = tmp_path / "filler.csv"
-    roster.write_text("username,first name,last name,email,role\nfiller,Fill,Er,,student\n")
-    d2lhub("roster", "import", str(roster), "--config", str(trust_hub.path))
-    rows = (trust_hub.classroom.hub.state_dir / "roster-passwords.csv").read_text().splitlines()
-    password = next(line.split(",", 1)[1] for line in rows if line.startswith("filler,"))
-    browser = Browser(trust_hub.url)
-    assert browser.login("filler", password).status_code == 302
+    browser = roster_student(trust_hub, tmp_path, "filler")
     yield browser
     browser.stop()
 

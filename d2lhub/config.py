@@ -9,15 +9,11 @@ file. Each field's `description` is what docs/admin.md says about its key
 
 from __future__ import annotations
 
-import re
 from ipaddress import IPv4Network
 from pathlib import Path
-from typing import Annotated, Literal
+from typing import Literal
 
 from pydantic import (
-    BaseModel,
-    BeforeValidator,
-    ConfigDict,
     Field,
     ValidationError,
     field_validator,
@@ -26,33 +22,19 @@ from pydantic import (
 
 # ConfigError is raised by load, so callers import it from here with the rest
 from d2lhub.configfile import ConfigError, describe, read_mapping
+from d2lhub.limits import (
+    Grading,
+    Limits,
+    Strict,
+    home_default_off_this_host,
+    homes_here,
+)
 from d2lhub.lticonfig import Lti13, settings_for_kind
+from d2lhub.sizes import ByteSize, parse_size  # noqa: F401 (parse_size: callers import it from here)
 
 NAME_PATTERN = r"^[a-z][a-z0-9_-]{0,31}$"
-SIZE_UNITS = {"": 1, "K": 1024, "M": 1024**2, "G": 1024**3, "T": 1024**4}
 
 
-def parse_size(value: object) -> int:
-    """Accept `2G`, `512M`, `1.5G` or a byte count, as Docker and Kubernetes users write them."""
-    if isinstance(value, bool):
-        raise ValueError("expected a size like 2G or 512M")
-    if isinstance(value, int):
-        size = value
-    else:
-        match = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*([KMGT]?)i?B?\s*", str(value), re.IGNORECASE)
-        if not match:
-            raise ValueError(f"expected a size like 2G or 512M, got {value!r}")
-        size = int(float(match.group(1)) * SIZE_UNITS[match.group(2).upper()])
-    if size <= 0:
-        raise ValueError(f"must be positive, got {value!r}")
-    return size
-
-
-ByteSize = Annotated[int, BeforeValidator(parse_size)]
-
-
-class Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
 
 
 class Course(Strict):
@@ -116,6 +98,11 @@ class Hub(Strict):
         "(`up`, `roster import`, `assignment ...`, `course build`, `restore`) and spawns refuse, naming the folder"
     )
     https: Https | None = Field(None, description="serve HTTPS with this certificate; unset: plain HTTP")
+    homes_size: ByteSize = Field(
+        parse_size("20G"), description="size of the btrfs file system holding students' homes and the "
+        "submissions (`state_dir/homes`): made in a sparse file `state_dir/homes.btrfs` unless a btrfs is "
+        "mounted there; it must fit in the free space of state_dir's disk"
+    )
 
 
 class Account(Strict):
@@ -168,12 +155,6 @@ class Images(Strict):
         Image(name="d2lhub/student-gpu", context=Path("images/student-gpu")),
         description="the GPU variant: images/student's Dockerfile with this folder's lock; built only when a profile uses it",
     )
-
-
-class Limits(Strict):
-    cpu: float = Field(1.0, gt=0, description="CPU cores per student server")
-    memory: ByteSize = Field(parse_size("3G"), description="memory per student server")
-    pids: int = Field(1024, ge=64, description="processes per student server (stops fork bombs)")
 
 
 class Profile(Strict):
@@ -292,18 +273,6 @@ class Spawner(Strict):
     )
 
 
-class Grading(Strict):
-    """Caps of the throwaway containers that run student submissions at autograde."""
-
-    jobs: int = Field(0, ge=0, le=64, description="submissions executed at once; 0 means one per CPU core")
-    cell_timeout: int = Field(60, ge=1, description="seconds one cell may run before it is interrupted")
-    wall_clock: int = Field(600, ge=10, description="seconds a whole submission may run before its container is killed")
-    memory: ByteSize = Field(parse_size("1G"), description="memory of one grading container")
-    cpu: float = Field(1.0, gt=0, description="CPU cores of one grading container")
-    pids: int = Field(128, ge=32, description="processes of one grading container (stops fork bombs)")
-    output_limit: ByteSize = Field(parse_size("1M"), description="notebook output kept per submission; the rest is dropped")
-
-
 class Classroom(Strict):
     course: Course = Field(Course(), description="the course: its name on the hub's pages, its chapters, data and exercises")
     hub: Hub = Field(Hub(), description="where the hub listens and keeps its state")
@@ -321,6 +290,11 @@ class Classroom(Strict):
     gpus: Gpus = Field(Gpus(), description="the GPUs and how they are shared")
     grading: Grading = Field(Grading(), description="caps of the containers that autograde submissions")
 
+    @model_validator(mode="before")
+    @classmethod
+    def home_default(cls, data: object) -> object:
+        return home_default_off_this_host(data)
+
     @model_validator(mode="after")
     def profiles_unique(self) -> Classroom:
         names = [p.name for p in self.profiles]
@@ -336,6 +310,14 @@ class Classroom(Strict):
             fallback = next((p for p in self.profiles if p.name == self.gpus.fallback_profile), None)
             if fallback is None or fallback.gpus:
                 raise ValueError(f"gpus.fallback_profile: {self.gpus.fallback_profile!r} is not a profile without GPUs")
+        homes = [p.name for p in self.profiles if self.limits_for(p).home]
+        if homes and not homes_here(self.spawner.kind, self.spawner.volume_driver, self.spawner.volume_options):
+            raise ValueError(
+                f"limits.home: a home limit (profiles {', '.join(homes)}) needs spawner.kind: docker, "
+                "spawner.volume_driver: local and no volume_options (homes on this host's btrfs); set limits.home: null"
+            )
+        if self.grading.max_submission > self.grading.inbound_size:
+            raise ValueError("grading.max_submission is larger than grading.inbound_size")
         if gpu_profiles and self.gpus.when_full == "queue" and self.gpus.queue_timeout > self.hub.start_timeout - 10:
             raise ValueError(
                 f"gpus.queue_timeout: {self.gpus.queue_timeout} leaves the server no time to start; "

@@ -15,6 +15,7 @@ for name, command in {
     "up": classroom.up,
     "down": classroom.down,
     "status": classroom.status,
+    "quota": classroom.quota,
     "prestart": classroom.prestart_command,
     "backup": classroom.backup_command,
     "restore": classroom.restore_command,

@@ -36,8 +36,21 @@ import os
 from nbgrader.exchange.default.submit import ExchangeSubmit
 
 
+MAX_SUBMISSION = {max_submission}
+
+
 class PrivateSubmit(ExchangeSubmit):
     def copy_files(self):
+        size = sum(
+            os.lstat(os.path.join(folder, name)).st_size
+            for folder, _, files in os.walk(self.src_path) for name in files
+        )
+        if size > MAX_SUBMISSION:
+            self.fail(
+                f"Submission refused: {{self.coursedir.assignment_id}} is {{size / 2**20:.1f}} MB, more than "
+                f"the {{MAX_SUBMISSION / 2**20:.0f}} MB a submission may be. Delete large files (data, model "
+                f"checkpoints) from {{self.src_path}} and submit again."
+            )
         super().copy_files()
         dest = os.path.join(self.inbound_path, self.assignment_filename)
         for folder, _, files in os.walk(dest):
@@ -106,7 +119,10 @@ def ensure_exchange(classroom: Classroom) -> None:
         os.chmod(path, mode)
     os.chmod(grading_dir(classroom), 0o755)
     share_with_graders(classroom)
-    write_config(student_config_file(classroom), STUDENT_CONFIG.format(course=classroom.course.id, exchange=EXCHANGE_MOUNT, exercises=STUDENT_EXERCISES_DIR))
+    write_config(student_config_file(classroom), STUDENT_CONFIG.format(
+        course=classroom.course.id, exchange=EXCHANGE_MOUNT, exercises=STUDENT_EXERCISES_DIR,
+        max_submission=classroom.grading.max_submission,
+    ))
     write_config(
         grader_config_file(classroom),
         GRADER_CONFIG.format(course=classroom.course.id, root=GRADER_COURSE_MOUNT, exchange=EXCHANGE_MOUNT),

@@ -18,7 +18,7 @@ import requests
 
 from d2lhub import diskspace, engine, ltistate, state, studentimage
 from d2lhub.config import Classroom
-from d2lhub.hub import dbfull, firewall
+from d2lhub.hub import dbfull, firewall, homes
 
 
 @dataclass(frozen=True)
@@ -104,6 +104,7 @@ def gather(classroom: Classroom, config_file: Path) -> Facts:
     if classroom.spawner.firewall:
         firewall.apply(**firewall_inputs(classroom, network.id))
     engine.ensure_data_volume(client, classroom)  # mounted read-only by every server, filled by `course data`
+    homes.ensure_filesystem(client, classroom)  # students' homes and the submissions, each with its limit
     use_curl_for_proxy_calls()
     return Facts(
         config_file=config_file,

@@ -25,7 +25,14 @@ from tornado.web import HTTPError
 from traitlets import Dict, Unicode
 
 from d2lhub import lticonfig, ltistate
-from d2lhub.lticonfig import AGS_CLAIM, CONTEXT_CLAIM, CUSTOM_CLAIM, DEPLOYMENT_CLAIM, NRPS_CLAIM, ROLES_CLAIM
+from d2lhub.lticonfig import (
+    AGS_CLAIM,
+    CONTEXT_CLAIM,
+    CUSTOM_CLAIM,
+    DEPLOYMENT_CLAIM,
+    NRPS_CLAIM,
+    ROLES_CLAIM,
+)
 
 GRADERS = {"ta", "instructor"}
 

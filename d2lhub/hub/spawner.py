@@ -29,7 +29,7 @@ from dockerspawner import DockerSpawner
 from traitlets import Any, Dict, Unicode, default
 from traitlets.config import LoggingConfigurable
 
-from d2lhub import diskspace, labels
+from d2lhub import diskspace, homefs, labels
 from d2lhub.config import Profile
 from d2lhub.course.manifest import MANIFEST_NAME, CourseError, CourseManifest
 from d2lhub.grading import layout
@@ -211,9 +211,12 @@ class ClassroomMixin(LoggingConfigurable):
 
     # Start ----------------------------------------------------------------
 
+    _home_limit: int | None = None
+
     def _prepare_home(self) -> bool:
-        """Create the student's home volume, theirs (d2lhub.hub.homes); True when it was new."""
-        return homes.prepare(self.client, self.classroom, self.home_volume, self.user.name, self.uid, self.image)
+        """Create the student's home volume, theirs and limited (d2lhub.hub.homes); True when it was new."""
+        return homes.prepare(self.client, self.classroom, self.home_volume, self.user.name, self.uid, self.image,
+                             self._home_limit)
 
     _extra_env: dict[str, str] = {}
 
@@ -229,6 +232,7 @@ class ClassroomMixin(LoggingConfigurable):
 
     def _apply_profile(self, profile: Profile, assignment: gpus.Assignment | None = None) -> None:
         limits = self.classroom.limits_for(profile)
+        self._home_limit = homefs.limit_for(self.classroom, self.user.name, profile)
         self.image = self.images.get(profile.image, self.image)
         self.mem_limit = limits.memory
         self.cpu_limit = limits.cpu
@@ -351,7 +355,9 @@ class ClassroomSpawner(ClassroomMixin, DockerSpawner):
         self.extra_create_kwargs = {"user": f"{self.uid}:{STUDENT_GID}", "labels": server_labels}
         self.extra_host_config = {
             "pids_limit": limits.pids,
-            "tmpfs": layout.EXCHANGE_ROOT_TMPFS,
+            # Students write only where a limit holds: their home (a qgroup), /tmp (its size), the inbound (a qgroup).
+            "read_only": True,
+            "tmpfs": {**layout.EXCHANGE_ROOT_TMPFS, "/tmp": f"size={limits.tmp},mode=1777"},
             "cap_drop": ["ALL"],
             "security_opt": ["no-new-privileges"],
             "init": False,  # tini is the image's entrypoint

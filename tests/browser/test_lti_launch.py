@@ -7,11 +7,10 @@ from __future__ import annotations
 import re
 
 import pytest
-from pages import SPAWN_TIMEOUT_MS, hub_fixtures, screenshot
-from playwright.sync_api import expect
-
 from harness import launched_hub  # noqa: I001 (on the path once the fixtures are loaded)
 from ltiplatform import Platform
+from pages import SPAWN_TIMEOUT_MS, hub_fixtures, screenshot
+from playwright.sync_api import expect
 
 docker_client = hub_fixtures.docker_client
 NOTEBOOK = "d2l/chapter_preliminaries/ndarray.ipynb"

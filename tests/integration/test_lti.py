@@ -11,13 +11,20 @@ import time
 
 import pytest
 import requests
-from harness import REPO, RunningHub, launched_hub, place_collected, remove_labelled, write_classroom
+from harness import (
+    REPO,
+    RunningHub,
+    launched_hub,
+    place_collected,
+    remove_labelled,
+    write_classroom,
+)
 from ltiplatform import Platform, launch, replay
 from typer.testing import CliRunner
 
 from d2lhub import hubapi, ltistate
-from d2lhub.ops.hubprocess import HubError
 from d2lhub.cli import app
+from d2lhub.ops.hubprocess import HubError
 
 pytestmark = pytest.mark.integration
 NAME = "ex01-tensors-autograd"

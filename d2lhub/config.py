@@ -26,6 +26,7 @@ from pydantic import (
 
 # ConfigError is raised by load, so callers import it from here with the rest
 from d2lhub.configfile import ConfigError, describe, read_mapping
+from d2lhub.deadlines_config import Late, known_zone
 
 NAME_PATTERN = r"^[a-z][a-z0-9_-]{0,31}$"
 SIZE_UNITS = {"": 1, "K": 1024, "M": 1024**2, "G": 1024**3, "T": 1024**4}
@@ -77,6 +78,8 @@ class Course(Strict):
     )
     assignments: Path = Field(Path("assignments"), description="the exercises: nbgrader sources "
                               "(`source/<name>/`) and `nbgrader_config.py`")
+    timezone: str = Field("UTC", description="the IANA zone due dates are given and shown in (daylight saving "
+                          "included), e.g. Europe/Berlin; also prestart's unless it names its own")
 
     @field_validator("data")
     @classmethod
@@ -88,6 +91,11 @@ class Course(Strict):
         if duplicates:
             raise ValueError(f"{', '.join(duplicates)} listed twice")
         return names
+
+    @field_validator("timezone")
+    @classmethod
+    def zone(cls, name: str) -> str:
+        return known_zone(name)
 
     @field_validator("data_url", "gluon_repo")
     @classmethod
@@ -220,8 +228,8 @@ class Prestart(Strict):
         description="cron lines (minute hour day-of-month month day-of-week, an optional sixth field for "
         "seconds), in `timezone`: when to start the servers, e.g. `50 8 * * mon,wed` for 9:00 lectures",
     )
-    timezone: str = Field("UTC", description="the IANA zone the schedule is read in (daylight saving "
-                          "included), e.g. Europe/Berlin")
+    timezone: str | None = Field(None, description="the IANA zone the schedule is read in (daylight saving "
+                                 "included), e.g. Europe/Berlin; default: `course.timezone`")
     group: str | None = Field(None, description="whose servers (default: the course's students)")
     parallel: int = Field(0, ge=0, description="servers starting at once (0: one per core)")
     notebook: str | None = Field(
@@ -245,14 +253,8 @@ class Prestart(Strict):
 
     @field_validator("timezone")
     @classmethod
-    def known_zone(cls, name: str) -> str:
-        from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
-
-        try:
-            ZoneInfo(name)
-        except (ZoneInfoNotFoundError, ValueError):
-            raise ValueError(f"unknown time zone {name!r} (an IANA name such as Europe/Berlin)") from None
-        return name
+    def zone(cls, name: str | None) -> str | None:
+        return name and known_zone(name)
 
 
 class Spawner(Strict):
@@ -296,6 +298,7 @@ class Grading(Strict):
     cpu: float = Field(1.0, gt=0, description="CPU cores of one grading container")
     pids: int = Field(128, ge=32, description="processes of one grading container (stops fork bombs)")
     output_limit: ByteSize = Field(parse_size("1M"), description="notebook output kept per submission; the rest is dropped")
+    late: Late = Field(Late(), description="what a submission after its due date (or the student's extension) loses")
 
 
 class Classroom(Strict):

@@ -18,6 +18,7 @@ import os
 from pathlib import Path
 
 from d2lhub.config import Classroom
+from d2lhub.studentimage import IN_IMAGE_DIR
 
 EXCHANGE_MOUNT = "/srv/nbgrader/exchange"
 STUDENT_CONFIG_MOUNT = "/etc/jupyter/nbgrader_config.py"
@@ -30,13 +31,15 @@ STUDENT_EXERCISES_DIR = "/home/jovyan/exercises"
 # submission world-readable (0644 files in a 0777 folder, hidden only by its unlistable name);
 # this submit closes it to its owner. The instructor's collect runs as root on the host.
 # Assignments live in ~/exercises/<assignment> (absolute: nbgrader's default "." is wherever it runs).
-STUDENT_CONFIG = """# Written by d2lhub: the course, its exchange, and private submissions.
+STUDENT_CONFIG = """# Written by d2lhub: the course, its exchange, private submissions, due dates in the Assignments tab.
 import os
+
+{duedates}
 
 from nbgrader.exchange.default.submit import ExchangeSubmit
 
 
-class PrivateSubmit(ExchangeSubmit):
+class PrivateSubmit(PlainName, ExchangeSubmit):
     def copy_files(self):
         super().copy_files()
         dest = os.path.join(self.inbound_path, self.assignment_filename)
@@ -51,6 +54,9 @@ c.CourseDirectory.course_id = {course!r}
 c.Exchange.root = {exchange!r}
 c.Exchange.assignment_dir = {exercises!r}
 c.ExchangeFactory.submit = PrivateSubmit
+c.ExchangeFactory.list = DueDateList
+c.ExchangeFactory.fetch_assignment = DueDateFetch
+c.ExchangeFactory.fetch_feedback = DueDateFetchFeedback
 """
 
 
@@ -106,11 +112,17 @@ def ensure_exchange(classroom: Classroom) -> None:
         os.chmod(path, mode)
     os.chmod(grading_dir(classroom), 0o755)
     share_with_graders(classroom)
-    write_config(student_config_file(classroom), STUDENT_CONFIG.format(course=classroom.course.id, exchange=EXCHANGE_MOUNT, exercises=STUDENT_EXERCISES_DIR))
+    write_config(student_config_file(classroom), student_config(classroom.course.id))
     write_config(
         grader_config_file(classroom),
         GRADER_CONFIG.format(course=classroom.course.id, root=GRADER_COURSE_MOUNT, exchange=EXCHANGE_MOUNT),
     )
+
+
+def student_config(course: str) -> str:
+    """The students' nbgrader config, with d2lhub/image/duedates.py's classes in it."""
+    duedates = (IN_IMAGE_DIR / "duedates.py").read_text()
+    return STUDENT_CONFIG.format(course=course, exchange=EXCHANGE_MOUNT, exercises=STUDENT_EXERCISES_DIR, duedates=duedates)
 
 
 def write_config(target: Path, text: str) -> None:

@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
+from rich.table import Column
 
 from d2lhub.cli import common
 from d2lhub.cli.common import DEFAULT_CONFIG, ConfigOption
@@ -90,7 +91,7 @@ def assignment_list(config_file: ConfigOption = DEFAULT_CONFIG) -> None:
     rows = grading_step(lambda g: deadlines.overview(classroom, g.assignment_names(classroom)))
     common.table(
         f"exercises (times in {classroom.course.timezone})",
-        ("exercise", "due", "submitted", "late", "missing", "extensions"),
+        (Column("exercise", no_wrap=True), "due", "submitted", "late", "missing", "extensions"),
         ((r.name, r.due, str(r.submitted), str(r.late), str(r.missing), str(r.extensions)) for r in rows),
     )
 

@@ -22,6 +22,7 @@ from pathlib import Path
 from zoneinfo import ZoneInfo
 
 import nbformat
+import requests
 from nbgrader.api import Gradebook, MissingEntry
 from nbgrader.plugins import LateSubmissionPlugin
 from nbgrader.utils import parse_utc
@@ -32,12 +33,11 @@ from d2lhub import hubapi
 from d2lhub.config import Classroom
 from d2lhub.deadlines_config import Late
 from d2lhub.grading.errors import GradingError
-from d2lhub.grading.layout import course_root, exchange_root, inbound_dir
+from d2lhub.grading.layout import course_root, exchange_root, extension_file, inbound_dir
 
 FORMATS = ("%Y-%m-%d %H:%M", "%Y-%m-%dT%H:%M", "%Y-%m-%d %H:%M:%S", "%Y-%m-%d")
 DUE_CELL_TAG = "d2lhub-due"
 DEADLINES_FILE = "deadlines.json"
-EXTENSIONS_DIR = "extensions"
 
 
 # Times ----------------------------------------------------------------------
@@ -141,17 +141,17 @@ def release_due_date(classroom: Classroom, gb: Gradebook, name: str, due: dateti
 # Extensions -----------------------------------------------------------------
 
 
-def student_uid(classroom: Classroom, student: str, uids: dict[str, int]) -> int:
-    """The student's uid: from their home volume, else from the hub (uid_base + hub id), as the spawner gives it."""
-    if student in uids:
-        return uids[student]
+def check_student(classroom: Classroom, gb: Gradebook, student: str, uids: dict[str, int]) -> None:
+    """A student who has a home volume, is in the gradebook, or is a user of the hub; else a GradingError."""
+    if student in uids or student in {s.id for s in gb.students}:
+        return
     try:
         response = hubapi.api(classroom, f"/users/{student}")
-    except Exception as exc:  # the hub is down: nothing else knows the uid
-        raise GradingError(f"cannot tell {student}'s uid: no home volume and the hub does not answer ({exc})") from None
+    except (requests.RequestException, OSError) as exc:
+        raise GradingError(f"{student} is not in the gradebook, and the hub does not answer to say whether "
+                           f"they are a user ({exc})") from None
     if response.status_code != 200:
-        raise GradingError(f"{student} is not a user of this hub (the hub answered {response.status_code})")
-    return classroom.spawner.uid_base + int(response.json()["id"])
+        raise GradingError(f"{student} is neither in the gradebook nor a user of this hub")
 
 
 def extend(classroom: Classroom, name: str, student: str, uids: dict[str, int],
@@ -166,22 +166,21 @@ def extend(classroom: Classroom, name: str, student: str, uids: dict[str, int],
             raise GradingError(f"{name} has not been released: run `d2lhub assignment release {name} --due ...`") from None
         if due is None:
             raise GradingError(f"{name} has no due date: release it again with --due")
-        try:
-            gb.find_student(student)
-        except MissingEntry:
-            raise GradingError(f"{student} is not a student of this course (not in the gradebook: import the roster)") from None
         extension = (parse_when(until, classroom, "--until") - due) if until is not None else timedelta(days=days)
         if extension <= timedelta(0):
             raise GradingError(f"the new due date must be after {name}'s due date, {shown(due, classroom)}")
-        uid = student_uid(classroom, student, uids)
+        check_student(classroom, gb, student, uids)
+        gb.update_or_create_student(student)  # an account of classroom.yaml is in the gradebook once it submits
         gb.update_or_create_submission(name, student)
         gb.grant_extension(name, student, minutes=extension.total_seconds() / 60)
         granted = {s.assignment.name: shown(s.duedate.replace(tzinfo=timezone.utc), classroom)
                    for s in gb.find_student(student).submissions if s.extension and s.assignment.duedate}
-    folder = exchange_root(classroom) / classroom.course.id / EXTENSIONS_DIR
-    folder.mkdir(exist_ok=True)
-    os.chmod(folder, 0o711)  # students read their own file by name, never list the others
-    write_private(folder / f"{student}.json", granted, mode=0o400, uid=uid)
+    path = extension_file(classroom, student)
+    path.parent.mkdir(exist_ok=True)
+    os.chmod(path.parent, 0o711)  # students read their own file by name, never list the others
+    # Theirs alone: by their uid (their home volume says it); before their first start, root's until the
+    # spawner hands it over (d2lhub.grading.layout.claim_extensions).
+    write_private(path, granted, mode=0o400, uid=uids.get(student, 0))
     return due + extension
 
 
@@ -263,7 +262,7 @@ def overview(classroom: Classroom, names: list[str]) -> list[Overview]:
             due = from_gradebook(released[name].duedate)
             table = standings(classroom, gb, name)
             rows.append(Overview(
-                name, shown(due, classroom) if due else "none",
+                name, f"{due.astimezone(ZoneInfo(classroom.course.timezone)):%Y-%m-%d %H:%M}" if due else "none",
                 sum(1 for s in table if s.submitted), sum(1 for s in table if s.seconds_late > 0),
                 sum(1 for s in table if not s.submitted), sum(1 for s in table if s.extended),
             ))

@@ -174,10 +174,24 @@ def passwd_file(classroom: Classroom, uid: int) -> Path:
     return path
 
 
-def student_mounts(classroom: Classroom, uid: int, grader: bool = False) -> dict[str, dict]:
+def extension_file(classroom: Classroom, user: str) -> Path:
+    """A student's extensions (d2lhub/grading/deadlines.py), readable by their uid alone, in a folder nobody lists."""
+    return exchange_root(classroom) / classroom.course.id / "extensions" / f"{user}.json"
+
+
+def claim_extensions(classroom: Classroom, user: str, uid: int) -> None:
+    """Extensions given before the student's first start are root's until then: hand them over."""
+    path = extension_file(classroom, user)
+    if path.is_file() and path.stat().st_uid != uid:
+        os.chown(path, uid, 0)
+
+
+def student_mounts(classroom: Classroom, uid: int, grader: bool = False, user: str | None = None) -> dict[str, dict]:
     """Docker binds for a server: the course's exchange read-only, its inbound writable; an
     instructor's or TA's server also gets the course folder read-write, for the formgrader."""
     ensure_exchange(classroom)
+    if user is not None:
+        claim_extensions(classroom, user, uid)
     course = classroom.course.id
     mounts = {
         str(passwd_file(classroom, uid)): {"bind": "/etc/passwd", "mode": "ro"},

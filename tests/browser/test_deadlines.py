@@ -6,12 +6,14 @@ from __future__ import annotations
 
 import re
 
+import nbformat
 import pytest
 from pages import SPAWN_TIMEOUT_MS, screenshot, sign_in
 from playwright.sync_api import expect
 from typer.testing import CliRunner
 
 from d2lhub.cli import app
+from d2lhub.grading import layout
 
 pytestmark = [pytest.mark.browser, pytest.mark.integration]
 EX01, EX02 = "ex01-tensors-autograd", "ex02-linear-regression"
@@ -45,6 +47,12 @@ def test_student_sees_due_dates_and_their_own_extension(hub, page):
     listed = cli(hub, "assignment", "list")
     (row,) = [line for line in listed.splitlines() if EX01 in line]
     assert [c.strip() for c in row.split("│")[1:-1]][2:4] == ["1", "0"], listed  # submitted 1, late 0
+    # The due cell the student submitted back is an ordinary cell to nbgrader: collect and autograde take it.
+    cli(hub, "assignment", "collect", EX01)
+    graded = cli(hub, "assignment", "autograde", EX01)
+    assert re.search(r"student1 │ [\d.]+ / 10 │\s*│", graded), graded  # graded, with no note
+    autograded = layout.course_root(hub.classroom) / "autograded" / "student1" / EX01 / f"{EX01}.ipynb"
+    assert nbformat.read(autograded, as_version=4).cells[0].source.startswith("**Due: 2027-03-01 23:59 (UTC)**")
 
     page.goto(f"{hub.url}/user/student1/lab/tree/exercises/{EX01}/{EX01}.ipynb")
     first = page.locator(".jp-NotebookPanel:visible .jp-Cell").first

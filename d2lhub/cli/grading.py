@@ -144,7 +144,7 @@ def grades_export(
     config_file: ConfigOption = DEFAULT_CONFIG,
     out: Annotated[Path | None, typer.Option("--out", "-o", help="write the CSV here instead of stdout")] = None,
 ) -> None:
-    """CSV: one row per student, one column per exercise, and the total."""
+    """CSV: one row per student; per exercise the score after any late penalty, how late, the penalty; the total."""
     classroom = common.load(config_file)
     text = grading_step(lambda g: g.grades_csv(classroom))
     if out:

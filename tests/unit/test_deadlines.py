@@ -183,3 +183,18 @@ def test_extension_needs_one_of_until_and_days(tmp_path):
     with pytest.raises(GradingError, match="nothing has been released yet"):
         deadlines.extend(classroom(tmp_path), "ex01", "s1", {}, days=2)
     assert os.path.exists(tmp_path) and not (tmp_path / "state").exists()
+
+
+def test_the_latest_submission_counts_collected_or_still_in_the_inbound(tmp_path):
+    room = classroom(tmp_path)
+    collected = layout.course_root(room) / "submitted" / "s1" / "ex01"
+    collected.mkdir(parents=True)
+    (collected / "timestamp.txt").write_text("2027-03-01 10:00:00.000000 UTC")
+    inbound = layout.inbound_dir(room)
+    inbound.mkdir(parents=True)
+    (inbound / "s1+ex01+2027-03-02 09:30:00.000000 UTC+abc").mkdir()  # submitted again since
+    (inbound / "s2+ex01+2027-02-28 08:00:00.000000 UTC+def").mkdir()
+    (inbound / "s3+ex02+2027-02-28 08:00:00.000000 UTC+ghi").mkdir()  # another exercise
+    (inbound / "s4+ex01+not a time+jkl").mkdir()  # nothing nbgrader would write: ignored
+    assert deadlines.submission_times(room, "ex01") == {
+        "s1": datetime(2027, 3, 2, 9, 30, tzinfo=timezone.utc), "s2": datetime(2027, 2, 28, 8, 0, tzinfo=timezone.utc)}

@@ -107,7 +107,8 @@ def assignment_collect(name: str, config_file: ConfigOption = DEFAULT_CONFIG) ->
         f"{name}: collected {len(report.collected)}, rejected {len(report.rejected)}",
         ("submission", "status"),
         [*((student, "collected") for student in report.collected),
-         *((entry, f"[red]rejected[/red]: {reason}") for entry, reason in report.rejected)],
+         *((entry, f"[red]rejected[/red]: {reason}") for entry, reason in report.rejected),
+         *((entry, f"[yellow]timestamp corrected[/yellow]: {what}") for entry, what in report.restamped)],
     )
 
 

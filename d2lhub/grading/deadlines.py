@@ -223,6 +223,28 @@ def submission_times(classroom: Classroom, name: str) -> dict[str, datetime]:
     return found
 
 
+def vouch_timestamp(entry: Path, slack: timedelta = timedelta(minutes=5)) -> str | None:
+    """Keep a submission's `timestamp.txt` honest; returns what was corrected, or None.
+
+    nbgrader's submit writes the student's own claim of when they submitted, and the inbound is theirs
+    to write in: a claim older than the file itself (its change time, which only the kernel sets) by
+    more than `slack` is replaced by that change time, as nbgrader's format writes it.
+    """
+    stamp = entry / "timestamp.txt"
+    if not stamp.is_file() or stamp.is_symlink():
+        return None
+    changed = datetime.fromtimestamp(stamp.lstat().st_ctime, timezone.utc)
+    text = stamp.read_text(errors="replace").strip()
+    try:
+        claimed = parse_utc(text).replace(tzinfo=timezone.utc)
+    except (ValueError, TypeError, OverflowError):
+        claimed = None
+    if claimed is not None and claimed >= changed - slack:
+        return None
+    stamp.write_text(changed.strftime("%Y-%m-%d %H:%M:%S.%f UTC"))
+    return f"timestamp.txt said {text[:40]!r}, the file was written {changed:%Y-%m-%d %H:%M:%S} UTC: that time counts"
+
+
 def standings(classroom: Classroom, gb: Gradebook, name: str) -> list[Standing]:
     due = from_gradebook(gb.find_assignment(name).duedate)
     times = submission_times(classroom, name)

@@ -155,6 +155,7 @@ def ownership_problem(entry: Path, username: str, uids: dict[str, int]) -> str |
 class CollectReport:
     collected: list[str] = field(default_factory=list)
     rejected: list[tuple[str, str]] = field(default_factory=list)  # (inbound entry, reason)
+    restamped: list[tuple[str, str]] = field(default_factory=list)  # (inbound entry, what was corrected)
 
 
 def collect(classroom: Classroom, name: str, advance: Advance | None = None) -> CollectReport:
@@ -171,6 +172,8 @@ def collect(classroom: Classroom, name: str, advance: Advance | None = None) -> 
             rejected_dir.mkdir(parents=True, exist_ok=True)
             shutil.move(str(entry), str(rejected_dir / entry.name))
             report.rejected.append((entry.name, problem))
+        elif correction := deadlines.vouch_timestamp(entry):
+            report.restamped.append((entry.name, correction))
         if advance:
             advance(entry.name)
     checked(api.collect(name, update=True), f"collect {name}")

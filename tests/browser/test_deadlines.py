@@ -5,6 +5,7 @@ date and cannot read the first one's extension."""
 from __future__ import annotations
 
 import re
+from datetime import datetime, timezone
 
 import nbformat
 import pytest
@@ -20,7 +21,7 @@ EX01, EX02 = "ex01-tensors-autograd", "ex02-linear-regression"
 
 
 def cli(hub, *args: str) -> str:
-    result = CliRunner().invoke(app, [*args, "--config", str(hub.path)], env={"COLUMNS": "200"})  # tables unwrapped
+    result = CliRunner().invoke(app, [*args, "--config", str(hub.path)], env={"COLUMNS": "300"})  # tables unwrapped
     assert result.exit_code == 0, f"d2lhub {' '.join(args)}: {result.output}"
     return result.output
 
@@ -47,13 +48,6 @@ def test_student_sees_due_dates_and_their_own_extension(hub, page):
     listed = cli(hub, "assignment", "list")
     (row,) = [line for line in listed.splitlines() if EX01 in line]
     assert [c.strip() for c in row.split("│")[1:-1]][2:4] == ["1", "0"], listed  # submitted 1, late 0
-    # The due cell the student submitted back is an ordinary cell to nbgrader: collect and autograde take it.
-    cli(hub, "assignment", "collect", EX01)
-    graded = cli(hub, "assignment", "autograde", EX01)
-    assert re.search(r"student1 │ [\d.]+ / 10 │\s*│", graded), graded  # graded, with no note
-    autograded = layout.course_root(hub.classroom) / "autograded" / "student1" / EX01 / f"{EX01}.ipynb"
-    assert nbformat.read(autograded, as_version=4).cells[0].source.startswith("**Due: 2027-03-01 23:59 (UTC)**")
-
     page.goto(f"{hub.url}/user/student1/lab/tree/exercises/{EX01}/{EX01}.ipynb")
     first = page.locator(".jp-NotebookPanel:visible .jp-Cell").first
     expect(first).to_contain_text("Due: 2027-03-01 23:59 (UTC)", timeout=120_000)
@@ -76,4 +70,23 @@ for name, action in (("read", lambda: open("/srv/nbgrader/exchange/d2l/extension
         print(name, type(exc).__name__)
 """)
     assert peek.stdout.split() == ["read", "PermissionError", "list", "PermissionError"], peek
+    # student2 hands in a copy claiming to be from 2020, under their own name and uid: the claim gives way.
+    forged = student2.execute(f"""
+import os, shutil
+entry = "{layout.EXCHANGE_MOUNT}/d2l/inbound/student2+{EX01}+2020-01-01 00:00:00.000000 UTC+early"
+shutil.copytree(os.path.expanduser("~/exercises/{EX01}"), entry)
+open(entry + "/timestamp.txt", "w").write("2020-01-01 00:00:00.000000 UTC")
+""")
+    assert forged.error is None, forged
     student2.stop()
+
+    # The due cell the student submitted back is an ordinary cell to nbgrader: collect and autograde take it.
+    collected = cli(hub, "assignment", "collect", EX01)
+    assert "timestamp corrected" in collected and "2020-01-01" in collected, collected
+    assert collected.count("timestamp corrected") == 1, collected  # student1's own submit is left as it was
+    restamped = (layout.course_root(hub.classroom) / "submitted" / "student2" / EX01 / "timestamp.txt").read_text()
+    assert restamped.startswith(str(datetime.now(timezone.utc).year)), restamped
+    graded = cli(hub, "assignment", "autograde", EX01)
+    assert re.search(r"student1 │ [\d.]+ / 10 │\s*│", graded), graded  # graded, with no note
+    autograded = layout.course_root(hub.classroom) / "autograded" / "student1" / EX01 / f"{EX01}.ipynb"
+    assert nbformat.read(autograded, as_version=4).cells[0].source.startswith("**Due: 2027-03-01 23:59 (UTC)**")

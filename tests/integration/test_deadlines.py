@@ -35,7 +35,7 @@ def hub(tmp_path_factory, docker_client):
 
 
 def cli(hub, *args: str, ok: bool = True) -> str:
-    result = CliRunner().invoke(app, [*args, "--config", str(hub.path)], env={"COLUMNS": "200"})  # tables unwrapped
+    result = CliRunner().invoke(app, [*args, "--config", str(hub.path)], env={"COLUMNS": "300"})  # tables unwrapped
     assert (result.exit_code == 0) is ok, f"d2lhub {' '.join(args)}: {result.output}"
     return result.output
 

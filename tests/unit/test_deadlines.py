@@ -198,3 +198,19 @@ def test_the_latest_submission_counts_collected_or_still_in_the_inbound(tmp_path
     (inbound / "s4+ex01+not a time+jkl").mkdir()  # nothing nbgrader would write: ignored
     assert deadlines.submission_times(room, "ex01") == {
         "s1": datetime(2027, 3, 2, 9, 30, tzinfo=timezone.utc), "s2": datetime(2027, 2, 28, 8, 0, tzinfo=timezone.utc)}
+
+
+def test_a_backdated_timestamp_gives_way_to_when_the_file_was_written(tmp_path):
+    honest, backdated, garbled = (tmp_path / name for name in ("honest", "backdated", "garbled"))
+    now = datetime.now(timezone.utc)
+    for entry, claim in ((honest, now - timedelta(seconds=20)), (backdated, now - timedelta(days=3)), (garbled, None)):
+        entry.mkdir()
+        (entry / "timestamp.txt").write_text(claim.strftime("%Y-%m-%d %H:%M:%S.%f UTC") if claim else "yesterday-ish")
+    assert deadlines.vouch_timestamp(honest) is None
+    assert "that time counts" in deadlines.vouch_timestamp(backdated)
+    assert "'yesterday-ish'" in deadlines.vouch_timestamp(garbled)
+    for entry in (backdated, garbled):
+        written = datetime.strptime((entry / "timestamp.txt").read_text(), "%Y-%m-%d %H:%M:%S.%f UTC")
+        assert abs(written.replace(tzinfo=timezone.utc) - now) < timedelta(minutes=1)
+        assert deadlines.vouch_timestamp(entry) is None  # corrected once, then left alone
+    assert deadlines.vouch_timestamp(tmp_path / "none") is None

@@ -9,6 +9,8 @@
   `<course>/extensions/<student>.json`: owned by their uid, mode 0400, in a folder nobody can list.
 - The late policy (`grading.late`) is a LateSubmissionPlugin on nbgrader's AssignLatePenalties,
   which autograde runs; feedback and the grades export say how late and what it cost.
+- Lateness is nbgrader's submission timestamp, which the student's submit writes: collect holds
+  it to the file's change time (`vouch_timestamp`), so nobody hands in work dated before it existed.
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ import os
 import re
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
+from html import escape
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
@@ -322,8 +325,6 @@ def lateness_note(standing: Standing, penalty: float, classroom: Classroom) -> s
 
 def annotate_feedback(classroom: Classroom, name: str) -> None:
     """Put the lateness note at the top of each student's rendered feedback, before it is released."""
-    from html import escape
-
     with open_gradebook(classroom) as gb:
         for standing in standings(classroom, gb, name):
             try:

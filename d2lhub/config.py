@@ -22,6 +22,7 @@ from pydantic import (
 
 # ConfigError is raised by load, so callers import it from here with the rest
 from d2lhub.configfile import ConfigError, describe, read_mapping
+from d2lhub.deadlines_config import known_zone
 from d2lhub.limits import (
     Grading,
     Limits,
@@ -60,6 +61,8 @@ class Course(Strict):
     )
     assignments: Path = Field(Path("assignments"), description="the exercises: nbgrader sources "
                               "(`source/<name>/`) and `nbgrader_config.py`")
+    timezone: str = Field("UTC", description="the IANA zone due dates are given and shown in (daylight saving "
+                          "included), e.g. Europe/Berlin; also prestart's unless it names its own")
 
     @field_validator("data")
     @classmethod
@@ -71,6 +74,11 @@ class Course(Strict):
         if duplicates:
             raise ValueError(f"{', '.join(duplicates)} listed twice")
         return names
+
+    @field_validator("timezone")
+    @classmethod
+    def zone(cls, name: str) -> str:
+        return known_zone(name)
 
     @field_validator("data_url", "gluon_repo")
     @classmethod
@@ -207,8 +215,8 @@ class Prestart(Strict):
         description="cron lines (minute hour day-of-month month day-of-week, an optional sixth field for "
         "seconds), in `timezone`: when to start the servers, e.g. `50 8 * * mon,wed` for 9:00 lectures",
     )
-    timezone: str = Field("UTC", description="the IANA zone the schedule is read in (daylight saving "
-                          "included), e.g. Europe/Berlin")
+    timezone: str | None = Field(None, description="the IANA zone the schedule is read in (daylight saving "
+                                 "included), e.g. Europe/Berlin; default: `course.timezone`")
     group: str | None = Field(None, description="whose servers (default: the course's students)")
     parallel: int = Field(0, ge=0, description="servers starting at once (0: one per core)")
     notebook: str | None = Field(
@@ -232,14 +240,8 @@ class Prestart(Strict):
 
     @field_validator("timezone")
     @classmethod
-    def known_zone(cls, name: str) -> str:
-        from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
-
-        try:
-            ZoneInfo(name)
-        except (ZoneInfoNotFoundError, ValueError):
-            raise ValueError(f"unknown time zone {name!r} (an IANA name such as Europe/Berlin)") from None
-        return name
+    def zone(cls, name: str | None) -> str | None:
+        return name and known_zone(name)
 
 
 class Spawner(Strict):

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from d2lhub.deadlines_config import Late
 from d2lhub.sizes import ByteSize, parse_size
 
 
@@ -40,6 +41,7 @@ class Grading(Strict):
                                      "refused at submit, with its size in the message")
     inbound_size: ByteSize = Field(parse_size("2G"), description="limit of the submissions folder (the "
                                    "exchange's inbound, a btrfs qgroup) all submissions together")
+    late: Late = Field(Late(), description="what a submission after its due date (or the student's extension) loses")
 
 
 def homes_here(kind: str, volume_driver: str, volume_options: object) -> bool:

@@ -237,7 +237,7 @@ class ClassroomMixin(LoggingConfigurable):
         self.mem_limit = limits.memory
         self.cpu_limit = limits.cpu
         grader = self.is_grader()
-        self.volumes = {self.home_volume: HOME, **layout.student_mounts(self.classroom, self.uid, grader)}
+        self.volumes = {self.home_volume: HOME, **layout.student_mounts(self.classroom, self.uid, grader, self.user.name)}
         self.read_only_volumes = {labels.data_volume(self.classroom.spawner.instance): DATA_MOUNT}
         if self.course_dir:
             self.read_only_volumes[self.course_dir] = COURSE_MOUNT

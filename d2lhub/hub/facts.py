@@ -1,8 +1,8 @@
 """What the machine says, gathered once when the hub starts: the I/O half of the hub's configuration.
 
 `gather` checks and prepares what the hub needs (free space, the images built from this
-checkout, the students' network and its packet rules, the data volume, the persistent
-secrets) and returns it as `Facts`; `d2lhub.hub.traits.apply` turns classroom.yaml plus
+checkout, the students' network and its packet rules, the data volume, the uid registry
+seeded from the home volumes, the persistent secrets) and returns it as `Facts`; `d2lhub.hub.traits.apply` turns classroom.yaml plus
 those facts into JupyterHub's traits without touching the machine.
 """
 
@@ -14,7 +14,7 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
-from d2lhub import diskspace, engine, state, studentimage
+from d2lhub import diskspace, engine, identity, state, studentimage
 from d2lhub.config import Classroom
 from d2lhub.hub import dbfull, firewall
 
@@ -83,6 +83,7 @@ def gather(classroom: Classroom, config_file: Path) -> Facts:
     if classroom.spawner.firewall:
         firewall.apply(**firewall_inputs(classroom, network.id))
     engine.ensure_data_volume(client, classroom)  # mounted read-only by every server, filled by `course data`
+    identity.seed(classroom, client)  # uids the home volumes record, for names the registry lacks (a lost state folder)
     use_curl_for_proxy_calls()
     return Facts(
         config_file=config_file,

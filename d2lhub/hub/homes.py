@@ -28,6 +28,10 @@ MARKER = ".d2lhub"  # keeps a new volume non-empty (see `prepare`)
 class HomeRefused(RuntimeError):
     """A home volume belongs to another uid and could not be made its student's; says how to fix it."""
 
+    def __init__(self, message: str):
+        super().__init__(message)
+        self.jupyterhub_message = message  # also on the page a student reloads after the failed spawn
+
 
 def inspect(client, volume: str) -> dict | None:
     """The volume's description, or None when there is none (`client` is docker-py's APIClient)."""

@@ -157,3 +157,17 @@ def launched_hub(folder: Path, docker_client, **overrides):
         running.stop()
         instance = running.classroom.spawner.instance
         remove_labelled(docker_client, lambda value: value == instance)
+
+
+def server_uid(docker_client, classroom, name: str) -> int:
+    """The uid the student's running server runs as (its container's user)."""
+    instance = classroom.spawner.instance
+    found = docker_client.containers.list(filters={"label": [f"{labels.INSTANCE}={instance}", f"{labels.USER}={name}"]})
+    assert len(found) == 1, f"expected one running server of {name}, found {[c.name for c in found]}"
+    return int(found[0].attrs["Config"]["User"].split(":")[0])
+
+
+def roster_password(classroom, name: str) -> str:
+    """The password `roster import` generated for `name`."""
+    rows = (classroom.hub.state_dir / "roster-passwords.csv").read_text().splitlines()
+    return next(line.split(",", 1)[1] for line in reversed(rows) if line.startswith(f"{name},"))

@@ -69,16 +69,17 @@ def prepare(client, classroom: Classroom, volume: str, user: str, uid: int, imag
     recorded = owner if owner is not None else identity.label_uid(found.get("Labels"))
     if recorded == uid:
         return ""
+    was = f"uid {recorded}" if recorded is not None else "no recorded uid"
     try:
         own_in_container(classroom, volume, uid, image)
     except Exception as error:
         raise HomeRefused(
-            f"Your home volume {volume} belongs to uid {recorded}, not to your uid {uid}, and could not be "
+            f"Your home volume {volume} belongs to {was}, not to your uid {uid}, and could not be "
             f"made yours ({error}). Your files are untouched. The course admin fixes it on the hub's host with: "
             f"docker run --rm --user 0 --network none -v {volume}:{HOME} --entrypoint chown {image} "
             f"-R {uid}:{STUDENT_GID} {HOME}"
         ) from error
-    return f"Your home volume belonged to uid {recorded}: its files are yours (uid {uid}) again, nothing deleted"
+    return f"Your home volume belonged to {was}: its files are yours (uid {uid}) again, nothing deleted"
 
 
 def owner_on_host(mountpoint: Path) -> int | None:

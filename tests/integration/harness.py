@@ -171,3 +171,17 @@ def roster_password(classroom, name: str) -> str:
     """The password `roster import` generated for `name`."""
     rows = (classroom.hub.state_dir / "roster-passwords.csv").read_text().splitlines()
     return next(line.split(",", 1)[1] for line in reversed(rows) if line.startswith(f"{name},"))
+
+
+def leave_proof(hub, docker_client, names, text: str) -> dict[str, int]:
+    """Each student in turn signs in, starts their server, writes `proof.txt` (`text` with their name
+    in it) and stops; returns the uid each server ran as."""
+    uids = {}
+    for name in names:
+        browser = hub.browser(name)
+        browser.spawn()
+        browser.open_server()
+        browser.write_file("proof.txt", text.format(name=name))
+        uids[name] = server_uid(docker_client, hub.classroom, name)
+        browser.stop()
+    return uids

@@ -13,6 +13,7 @@ from harness import (
     REPO,
     RunningHub,
     launched_hub,
+    leave_proof,
     place_collected,
     remove_labelled,
     server_uid,
@@ -46,15 +47,9 @@ def test_backup_restores_every_students_work_uid_and_grades_onto_a_fresh_hub(tmp
     archive = tmp_path / "classroom.tar.gz"
     origin = launched_hub(tmp_path / "origin", docker_client)
     hub = next(origin)
-    uids = {}
     try:
-        for name in ("student2", "student1"):  # uids in order of first spawn, not of the hub's accounts
-            student = hub.browser(name)
-            student.spawn()
-            student.open_server()
-            student.write_file("proof.txt", f"{name}'s work, backed up")
-            uids[name] = server_uid(docker_client, hub.classroom, name)
-            student.stop()
+        # uids in order of first spawn, not of the hub's accounts
+        uids = leave_proof(hub, docker_client, ("student2", "student1"), "{name}'s work, backed up")
         grade_by_autograde(hub, "student1", "partial")
         assert float(exported_grades(hub)["student1"][EXERCISE]) == EXPECTED["partial"]
         result = d2lhub("backup", "--config", str(hub.path), "--out", str(archive))

@@ -2,8 +2,9 @@
 
 `gather` checks and prepares what the hub needs (free space, the images built from this
 checkout, the students' network and its packet rules, the data volume, the uid registry
-seeded from the home volumes, the persistent secrets) and returns it as `Facts`; `d2lhub.hub.traits.apply` turns classroom.yaml plus
-those facts into JupyterHub's traits without touching the machine.
+seeded from the home volumes, the persistent secrets) and returns it as `Facts`;
+`d2lhub.hub.traits.apply` turns classroom.yaml plus those facts into JupyterHub's traits
+without touching the machine.
 """
 
 from __future__ import annotations

@@ -250,7 +250,11 @@ class Spawner(Strict):
         pattern=r"^[a-z0-9][a-z0-9_.-]{0,40}$",
         description="names and labels the network, containers and volumes of this hub",
     )
-    uid_base: int = Field(20000, ge=1001, description="a student's uid is uid_base + hub user id")
+    uid_base: int = Field(
+        20000, ge=1001,
+        description="students' uids are handed out above it, once per name, kept in state_dir/uids.json and never "
+        "reused (an existing home volume's uid is kept); also the graders' group id",
+    )
     docker_workers: int = Field(8, ge=1, le=64, description="Docker calls run in parallel, at most this many")
     firewall: bool = Field(True, description="fence student containers in with iptables: no private ranges, no "
                            "cloud metadata, only the hub's API port on the host (needs root on the host)")

@@ -146,7 +146,7 @@ def write_config(target: Path, text: str) -> None:
 
 
 def graders_gid(classroom: Classroom) -> int:
-    """The group instructors' and TAs' servers run with: no student uid (uid_base + id) can equal it."""
+    """The group instructors' and TAs' servers run with: students' uids start above it (d2lhub.identity)."""
     return classroom.spawner.uid_base
 
 

@@ -34,7 +34,7 @@ from nbgrader.preprocessors import Execute
 from nbgrader.utils import capture_log, temp_attrs
 from traitlets.config import Config, PyFileConfigLoader
 
-from d2lhub import engine, labels
+from d2lhub import engine, identity
 from d2lhub.config import Classroom
 from d2lhub.grading import deadlines
 from d2lhub.grading.errors import GradingError
@@ -127,21 +127,16 @@ def release(classroom: Classroom, name: str, due: datetime | None = None) -> tup
 
 
 def student_uids(classroom: Classroom, client: docker.DockerClient | None = None) -> dict[str, int]:
-    """username -> uid, from the labels the spawner puts on each student's home volume."""
-    client = client or engine.docker_client()
-    uids = {}
-    for volume in client.volumes.list(filters=labels.labelled(classroom.spawner.instance)):
-        found = volume.attrs.get("Labels") or {}
-        if labels.USER in found and labels.UID in found:
-            uids[found[labels.USER]] = int(found[labels.UID])
-    return uids
+    """username -> uid, from the classroom's registry (d2lhub.identity), which first adopts the uids
+    the home volumes' labels record for names it lacks."""
+    return identity.seed(classroom, client or engine.docker_client())
 
 
 def ownership_problem(entry: Path, username: str, uids: dict[str, int]) -> str | None:
     """Why `entry` cannot be `username`'s own submission, or None when it is."""
     expected = uids.get(username)
     if expected is None:
-        return f"{username} is not a student of this hub (no home volume)"
+        return f"{username} is not a student of this hub (no uid in its registry)"
     for path in [entry, *entry.rglob("*")]:
         info = path.lstat()
         if stat.S_ISLNK(info.st_mode) or not (stat.S_ISDIR(info.st_mode) or stat.S_ISREG(info.st_mode)):

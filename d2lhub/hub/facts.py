@@ -1,9 +1,10 @@
 """What the machine says, gathered once when the hub starts: the I/O half of the hub's configuration.
 
 `gather` checks and prepares what the hub needs (free space, the images built from this
-checkout, the students' network and its packet rules, the data volume, the persistent
-secrets) and returns it as `Facts`; `d2lhub.hub.traits.apply` turns classroom.yaml plus
-those facts into JupyterHub's traits without touching the machine.
+checkout, the students' network and its packet rules, the data volume, the uid registry
+seeded from the home volumes, the persistent secrets) and returns it as `Facts`;
+`d2lhub.hub.traits.apply` turns classroom.yaml plus those facts into JupyterHub's traits
+without touching the machine.
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ from pathlib import Path
 
 import requests
 
-from d2lhub import diskspace, engine, ltistate, state, studentimage
+from d2lhub import diskspace, engine, identity, ltistate, state, studentimage
 from d2lhub.config import Classroom
 from d2lhub.hub import dbfull, firewall, homes
 
@@ -105,6 +106,7 @@ def gather(classroom: Classroom, config_file: Path) -> Facts:
         firewall.apply(**firewall_inputs(classroom, network.id))
     engine.ensure_data_volume(client, classroom)  # mounted read-only by every server, filled by `course data`
     homes.ensure_filesystem(client, classroom)  # students' homes and the submissions, each with its limit
+    identity.seed(classroom, client)  # uids the home volumes record, for names the registry lacks (a lost state folder)
     use_curl_for_proxy_calls()
     return Facts(
         config_file=config_file,

@@ -1,9 +1,11 @@
 """The classroom's DockerSpawner: one container per student, their own uid and volume.
 
 Why a subclass rather than plain settings:
-- each student runs as a uid of their own (uid_base + hub user id), so files in
-  shared volumes (the exchange) carry real identities; their home volume is made
-  theirs once, by a throwaway root container, when it is first created;
+- each student runs as a uid of their own, handed out once per name by the classroom's
+  registry (d2lhub.identity), so files in shared volumes (the exchange) carry real
+  identities that survive a deleted account or a rebuilt hub database; their home volume
+  is made theirs when it is created, and put right if it belongs to another uid
+  (d2lhub.hub.homes);
 - Docker calls go through a bounded pool instead of DockerSpawner's single
   thread, so a class signing in at once is not served one student at a time;
 - limits come from the chosen profile, and the spawn page says what happens;
@@ -74,9 +76,17 @@ class ClassroomMixin(LoggingConfigurable):
             cls._pool = ThreadPoolExecutor(self.classroom.spawner.docker_workers, thread_name_prefix="docker")
         return cls._pool
 
+    _uid: int | None = None
+
     @property
     def uid(self) -> int:
-        return self.classroom.spawner.uid_base + self.user.id
+        """The student's uid from the classroom's registry (found at each start, see `_identify`)."""
+        if self._uid is None:
+            self._uid = self._identify()
+        return self._uid
+
+    def _identify(self) -> int:
+        return homes.student_uid(self.client, self.classroom, self.home_volume, self.user.name)
 
     @property
     def home_volume(self) -> str:
@@ -213,8 +223,8 @@ class ClassroomMixin(LoggingConfigurable):
 
     _home_limit: int | None = None
 
-    def _prepare_home(self) -> bool:
-        """Create the student's home volume, theirs and limited (d2lhub.hub.homes); True when it was new."""
+    def _prepare_home(self) -> str:
+        """Create the student's home volume, theirs and limited, or put it right (d2lhub.hub.homes); what was done."""
         return homes.prepare(self.client, self.classroom, self.home_volume, self.user.name, self.uid, self.image,
                              self._home_limit)
 
@@ -281,14 +291,15 @@ class ClassroomMixin(LoggingConfigurable):
             raise RuntimeError(diskspace.full_message(self.classroom.hub.state_dir)) from None
         if await asyncio.wrap_future(self.executor.submit(self._ensure_firewall)):
             self.log.warning("the firewall rules of %s were missing: re-applied", self.classroom.spawner.instance)
+        self._uid = await asyncio.wrap_future(self.executor.submit(self._identify))
         profile, assignment = await self._assign_gpus(self.chosen_profile())
         self._apply_profile(profile, assignment)
         self._events.append(f"Server type: {profile.display_name}, image {self.image}")
         if assignment:
             self._events.append(f"Assigned {assignment.describe()}")
-        new = await asyncio.wrap_future(self.executor.submit(self._prepare_home))
-        if new:
-            self._events.append("Created your home volume")
+        done = await asyncio.wrap_future(self.executor.submit(self._prepare_home))
+        if done:
+            self._events.append(done)
         self._events.append(self.course_message())
         started = await self._started(assignment)
         self._events.append(f"{self.object_type.title()} started; waiting for JupyterLab to answer")

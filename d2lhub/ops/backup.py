@@ -26,7 +26,7 @@ from d2lhub.config import Classroom
 from d2lhub.studentimage import student_image
 
 MANIFEST = "d2lhub-backup.json"
-SKIPPED = {"jupyterhub.pid", "proxy.pid", "jupyterhub.log", "dockerd.log"}
+SKIPPED = {"jupyterhub.pid", "proxy.pid", "jupyterhub.log", "dockerd.log", "uids.json.lock"}
 Progress = Callable[[str], None]
 
 

@@ -186,3 +186,31 @@ def unmount_under(folder: Path) -> None:
     for point in sorted((p for p in points if p == folder or p.startswith(folder + "/")), key=len, reverse=True):
         if subprocess.run(["umount", point], capture_output=True).returncode != 0:
             subprocess.run(["umount", "-l", point], check=False)
+
+
+def server_uid(docker_client, classroom, name: str) -> int:
+    """The uid the student's running server runs as (its container's user)."""
+    instance = classroom.spawner.instance
+    found = docker_client.containers.list(filters={"label": [f"{labels.INSTANCE}={instance}", f"{labels.USER}={name}"]})
+    assert len(found) == 1, f"expected one running server of {name}, found {[c.name for c in found]}"
+    return int(found[0].attrs["Config"]["User"].split(":")[0])
+
+
+def roster_password(classroom, name: str) -> str:
+    """The password `roster import` generated for `name`."""
+    rows = (classroom.hub.state_dir / "roster-passwords.csv").read_text().splitlines()
+    return next(line.split(",", 1)[1] for line in reversed(rows) if line.startswith(f"{name},"))
+
+
+def leave_proof(hub, docker_client, names, text: str) -> dict[str, int]:
+    """Each student in turn signs in, starts their server, writes `proof.txt` (`text` with their name
+    in it) and stops; returns the uid each server ran as."""
+    uids = {}
+    for name in names:
+        browser = hub.browser(name)
+        browser.spawn()
+        browser.open_server()
+        browser.write_file("proof.txt", text.format(name=name))
+        uids[name] = server_uid(docker_client, hub.classroom, name)
+        browser.stop()
+    return uids

@@ -26,7 +26,8 @@ ROSTER = "username,first name,last name,email,role\n"
 
 @pytest.fixture(scope="module")
 def room(tmp_path_factory, docker_client):
-    yield from launched_hub(tmp_path_factory.mktemp("identity"), docker_client)
+    # plain volumes: a legacy home of another uid is one made before the homes file system existed
+    yield from launched_hub(tmp_path_factory.mktemp("identity"), docker_client, limits={"home": None})
 
 
 def import_roster(hub, folder, *names: str) -> None:
@@ -163,7 +164,7 @@ def test_start_script_says_plainly_when_home_is_not_usable(room, docker_client):
 
 
 def test_rebuilt_hub_and_recreated_volumes_keep_every_uid(tmp_path, docker_client):
-    hubs = launched_hub(tmp_path / "rebuild", docker_client)
+    hubs = launched_hub(tmp_path / "rebuild", docker_client, limits={"home": None})  # homes outside the state folder
     hub = next(hubs)
     try:
         # first come, first served: not the hub's order

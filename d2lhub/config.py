@@ -15,9 +15,7 @@ from pathlib import Path
 from typing import Annotated, Literal
 
 from pydantic import (
-    BaseModel,
     BeforeValidator,
-    ConfigDict,
     Field,
     ValidationError,
     field_validator,
@@ -25,9 +23,9 @@ from pydantic import (
 )
 
 # ConfigError is raised by load, so callers import it from here with the rest
+from d2lhub.authconfig import NAME_PATTERN, Account, Auth, Strict  # noqa: F401 (the auth: section)
 from d2lhub.configfile import ConfigError, describe, read_mapping
 
-NAME_PATTERN = r"^[a-z][a-z0-9_-]{0,31}$"
 SIZE_UNITS = {"": 1, "K": 1024, "M": 1024**2, "G": 1024**3, "T": 1024**4}
 
 
@@ -48,10 +46,6 @@ def parse_size(value: object) -> int:
 
 
 ByteSize = Annotated[int, BeforeValidator(parse_size)]
-
-
-class Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
 
 
 class Course(Strict):
@@ -115,31 +109,6 @@ class Hub(Strict):
         "(`up`, `roster import`, `assignment ...`, `course build`, `restore`) and spawns refuse, naming the folder"
     )
     https: Https | None = Field(None, description="serve HTTPS with this certificate; unset: plain HTTP")
-
-
-class Account(Strict):
-    name: str = Field(pattern=NAME_PATTERN, description="the sign-in name: lower case letters, digits, - and _")
-    role: Literal["student", "instructor", "ta", "admin"] = Field(
-        description="student; instructor or ta (grades in the formgrader); admin (the hub's Admin page)"
-    )
-    password: str | None = Field(None, min_length=8, description="generated and kept in state_dir when unset")
-
-
-class Auth(Strict):
-    kind: Literal["native"] = Field("native", description="passwords kept (bcrypt) in the hub's database")
-    open_signup: bool = Field(False, description="let anyone create an account (an admin still approves it)")
-    accounts: tuple[Account, ...] = Field((), description="the accounts the hub creates; a real class imports "
-                                          "its roster (`d2lhub roster import`)")
-
-    @field_validator("accounts")
-    @classmethod
-    def unique_names(cls, accounts: tuple[Account, ...]) -> tuple[Account, ...]:
-        seen: set[str] = set()
-        for account in accounts:
-            if account.name in seen:
-                raise ValueError(f"user {account.name!r} is listed twice")
-            seen.add(account.name)
-        return accounts
 
 
 class Image(Strict):
@@ -358,8 +327,12 @@ class Classroom(Strict):
                 "extra_ca_certs": rooted(self.images.extra_ca_certs) if self.images.extra_ca_certs else None,
             }
         )
+        auth = self.auth
+        if auth.ldap is not None and auth.ldap.ca_file is not None:
+            auth = auth.model_copy(update={"ldap": auth.ldap.model_copy(update={"ca_file": rooted(auth.ldap.ca_file)})})
         return self.model_copy(
             update={
+                "auth": auth,
                 "course": self.course.model_copy(update={"source": source, "assignments": rooted(self.course.assignments)}),
                 "hub": self.hub.model_copy(update={"state_dir": rooted(self.hub.state_dir), "https": https}),
                 "images": images,

@@ -143,6 +143,7 @@ def apply_oidc(c, classroom: Classroom, facts: Facts) -> None:
     settings.validate_server_cert = oidc.verify_tls
     settings.login_service = "your institution's account"
     settings.enable_pkce = True
+    settings.basic_auth = True  # client_secret_basic: the OIDC default every provider takes
 
 
 def apply_ldap(c, classroom: Classroom, facts: Facts) -> None:

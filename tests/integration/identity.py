@@ -103,7 +103,7 @@ def slapd(folder: Path, people: dict[str, str], groups: dict[str, list[str]], se
         "database mdb", f'suffix "{SUFFIX}"', f'rootdn "cn=admin,{SUFFIX}"', f"rootpw {search_password}-root",
         f"directory {folder}/db",
         "access to attrs=userPassword by anonymous auth by self read by * none",
-        f'access to * by dn.exact="cn=hub,{SUFFIX}" read by self read by * none', ""]))
+        "access to * by users read by * none", ""]))
     hub_account = f"dn: cn=hub,{SUFFIX}\nobjectClass: organizationalRole\nobjectClass: simpleSecurityObject\n" \
                   f"cn: hub\nuserPassword: {search_password}\n"
     (folder / "data.ldif").write_text(directory_ldif(people, groups) + "\n" + hub_account)

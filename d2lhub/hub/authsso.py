@@ -15,11 +15,14 @@ from jupyterhub.auth import Authenticator
 from ldapauthenticator import LDAPAuthenticator
 from oauthenticator.generic import GenericOAuthenticator
 from tornado import web
+from tornado.httpclient import HTTPClientError
 from traitlets import Dict, List, Unicode
 
 from d2lhub.hub.authroles import claim_values, hub_membership, may_sign_in, refusal, roles_from_groups
 
 ALLOWED = "d2lhub_allowed"  # set on the auth model by classroom_model, read by check_allowed
+CODE_REFUSED = ("The provider refused this sign-in's code (it expired, was used already, or is not one it "
+                "issued), so nobody was signed in. Sign in again from the hub's start page.")
 
 
 class ClassroomIdentity(Authenticator):
@@ -54,6 +57,17 @@ class ClassroomIdentity(Authenticator):
 
 class ClassroomOAuthenticator(ClassroomIdentity, GenericOAuthenticator):
     groups_claim = Unicode("groups", help="the claim (a dotted path) listing the identity's groups").tag(config=True)
+
+    async def get_token_info(self, handler, params):
+        """The code traded for tokens at the provider; a code it refuses is a 403 page, not a 500."""
+        try:
+            return await super().get_token_info(handler, params)
+        except HTTPClientError as exc:
+            if exc.code is None or not 400 <= exc.code < 500:
+                raise
+            body = exc.response.body.decode(errors="replace")[:300] if exc.response else ""
+            self.log.warning("token endpoint refused a code (%s): %s", exc.code, body)
+            raise web.HTTPError(403, CODE_REFUSED) from None
 
     async def authenticate(self, handler, data=None, **kwargs):
         model = await super().authenticate(handler, data, **kwargs)

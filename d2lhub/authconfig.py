@@ -99,6 +99,10 @@ class Oidc(IdentityGroups):
                                 "switching a class from native")
     groups_claim: str = Field("groups", min_length=1, description="the claim listing the person's groups "
                               "(a dotted path like `realm_access.roles` reaches into a nested claim)")
+    claims_from: Literal["userinfo", "id_token"] = Field(
+        "userinfo", description="where the user name and groups are read: the userinfo endpoint, or the ID token "
+        "(checked against the issuer's keys: signature, issuer, audience, expiry); Azure AD puts groups only there"
+    )
     verify_tls: bool = Field(True, description="check the provider's HTTPS certificate")
 
     @field_validator("issuer")

@@ -28,9 +28,15 @@ def up(config_file: ConfigOption = DEFAULT_CONFIG) -> None:
 
     common.run_or_fail(start, engine.EngineError, hubprocess.HubError)
     roles = {a.name: a.role for a in classroom.auth.accounts}
-    typer.echo(f"\nThe classroom is up: {public_url(classroom)}\nSign in as:")
-    for name, password in account_passwords(classroom).items():
-        typer.echo(f"  {name} / {password} ({roles[name]})")
+    typer.echo(f"\nThe classroom is up: {public_url(classroom)}")
+    identity = classroom.auth.oidc or classroom.auth.ldap
+    if identity is not None:
+        where = classroom.auth.oidc.issuer if classroom.auth.oidc else classroom.auth.ldap.server
+        typer.echo(f"Sign in with {classroom.auth.kind} ({where}): members of {', '.join(identity.every_group())}")
+    else:
+        typer.echo("Sign in as:")
+        for name, password in account_passwords(classroom).items():
+            typer.echo(f"  {name} / {password} ({roles[name]})")
     typer.echo("\nStop it with `make down` (students' files stay).")
 
 

@@ -18,6 +18,7 @@ from tornado import web
 from tornado.httpclient import HTTPClientError
 from traitlets import Dict, List, Unicode
 
+from d2lhub.hub import authjwt
 from d2lhub.hub.authroles import claim_values, hub_membership, may_sign_in, refusal, roles_from_groups
 
 ALLOWED = "d2lhub_allowed"  # set on the auth model by classroom_model, read by check_allowed
@@ -57,6 +58,22 @@ class ClassroomIdentity(Authenticator):
 
 class ClassroomOAuthenticator(ClassroomIdentity, GenericOAuthenticator):
     groups_claim = Unicode("groups", help="the claim (a dotted path) listing the identity's groups").tag(config=True)
+    oidc_issuer = Unicode(help="the issuer an ID token must name").tag(config=True)
+    jwks_url = Unicode(help="where the issuer publishes the keys its ID tokens are signed with").tag(config=True)
+
+    async def token_to_user(self, token_info):
+        """With userdata_from_id_token, the ID token's claims once its signature, issuer, audience
+        and expiry check out against the issuer's keys (oauthenticator alone reads it unchecked)."""
+        if not self.userdata_from_id_token:
+            return await super().token_to_user(token_info)
+        keys = await self.httpfetch(self.jwks_url, "Fetching the issuer's keys...", validate_cert=self.validate_server_cert)
+        try:
+            claims = authjwt.verify(token_info.get("id_token", ""), keys, self.client_id, self.oidc_issuer)
+        except authjwt.TokenRefused as exc:
+            self.log.warning("ID token refused: %s", exc)
+            raise web.HTTPError(403, f"The provider's ID token was refused ({exc}), so nobody was signed in.") from None
+        self.log.info("ID token of %s checked: signature, issuer, audience, expiry", claims.get(self.username_claim))
+        return claims
 
     async def get_token_info(self, handler, params):
         """The code traded for tokens at the provider; a code it refuses is a 403 page, not a 500."""

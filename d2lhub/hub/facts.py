@@ -72,11 +72,11 @@ def oidc_endpoints(issuer: str, verify_tls: bool = True) -> dict[str, str]:
     if document.get("issuer", "").rstrip("/") != issuer:
         raise ConfigError(f"auth.oidc.issuer: {url} describes issuer {document.get('issuer')!r}, not {issuer!r}")
     wanted = {"authorize_url": "authorization_endpoint", "token_url": "token_endpoint",
-              "userdata_url": "userinfo_endpoint"}
+              "userdata_url": "userinfo_endpoint", "jwks_url": "jwks_uri"}
     missing = [name for name in wanted.values() if not document.get(name)]
     if missing:
         raise ConfigError(f"auth.oidc.issuer: {url} names no {', '.join(missing)}")
-    return {trait: document[name] for trait, name in wanted.items()}
+    return {"issuer": document["issuer"], **{trait: document[name] for trait, name in wanted.items()}}
 
 
 def ldap_answers(server: str, port: int) -> None:

@@ -133,7 +133,12 @@ def apply_oidc(c, classroom: Classroom, facts: Facts) -> None:
     settings = c.ClassroomOAuthenticator
     settings.authorize_url = facts.sign_in["authorize_url"]
     settings.token_url = facts.sign_in["token_url"]
-    settings.userdata_url = facts.sign_in["userdata_url"]
+    if oidc.claims_from == "id_token":
+        settings.userdata_from_id_token = True
+        settings.jwks_url = facts.sign_in["jwks_url"]
+        settings.oidc_issuer = facts.sign_in["issuer"]  # as the discovery document spells it
+    else:
+        settings.userdata_url = facts.sign_in["userdata_url"]
     settings.client_id = oidc.client_id
     settings.client_secret = facts.sign_in["client_secret"]
     settings.scope = list(oidc.scopes)

@@ -193,3 +193,30 @@ def test_unreachable_issuer_stops_start_up(tmp_path):
     with pytest.raises(HubError, match=r"auth.oidc.issuer: http://127.0.0.1:9/.well-known/openid-configuration "
                        "does not answer"):
         hub.start()
+
+
+def test_the_client_secret_stays_in_its_private_file(switched):
+    hub, _ = switched
+    path = state.in_state(hub.classroom, "oidc_client_secret")
+    assert path.stat().st_mode & 0o777 == 0o600
+    secret = path.read_text().strip()
+    assert secret not in hub.path.read_text()
+    log = state.log_file(hub.classroom).read_text()
+    assert "student1" in log and secret not in log
+
+
+def test_claims_from_the_checked_id_token(switched):
+    """claims_from: id_token (what Azure AD needs): the name and groups come from the ID token, after
+    its signature, issuer, audience and expiry are checked against the provider's published keys."""
+    hub, _ = switched
+    hub.stop()
+    data = yaml.safe_load(hub.path.read_text())
+    data["auth"]["oidc"]["claims_from"] = "id_token"
+    hub.path.write_text(yaml.safe_dump(data))
+    hub.start()
+    session, url = held_callback(hub, "student2")
+    response = session.get(url, allow_redirects=False, timeout=30)
+    assert response.status_code == 302 and response.headers["Location"].endswith("/hub/home"), response.text[:300]
+    assert "ID token of student2 checked" in state.log_file(hub.classroom).read_text()
+    user = hubapi.api(hub.classroom, "/users/student2").json()
+    assert user["groups"] == ["nbgrader-d2l"]

@@ -8,13 +8,15 @@ from harness import launched_hub
 from hubclient import Browser
 from identity import SUFFIX, slapd
 
-from d2lhub import hubapi
+from d2lhub import hubapi, state
 from d2lhub.ops.hubprocess import HubError
 
 pytestmark = pytest.mark.integration
 
-PEOPLE = {"ann": "ann-directory-pw", "tim": "tim-directory-pw", "prof": "prof-directory-pw", "eve": "eve-directory-pw"}
-GROUPS = {"cs101-students": ["ann"], "cs101-tas": ["tim"], "cs101-staff": ["prof"], "chemistry": ["eve"]}
+PEOPLE = {"ann": "ann-directory-pw", "tim": "tim-directory-pw", "prof": "prof-directory-pw", "eve": "eve-directory-pw",
+          "root": "root-directory-pw"}
+GROUPS = {"cs101-students": ["ann"], "cs101-tas": ["tim"], "cs101-staff": ["prof"], "chemistry": ["eve"],
+          "hub-admins": ["root"]}
 SEARCH_PASSWORD = "hub-search-pw"
 
 
@@ -26,7 +28,7 @@ def ldap_settings(port: int, **more) -> dict:
     return {"kind": "ldap", "accounts": [], "ldap": {
         "server": "127.0.0.1", "port": port, "tls": "insecure",
         "roles": {"student": [group("cs101-students")], "ta": [group("cs101-tas")],
-                  "instructor": [group("cs101-staff")]},
+                  "instructor": [group("cs101-staff")], "admin": [group("hub-admins")]},
         **more}}
 
 
@@ -51,14 +53,20 @@ def hub_user(hub, name: str) -> dict:
     return hubapi.api(hub.classroom, f"/users/{name}").json()
 
 
-@pytest.mark.parametrize("name, groups", [("ann", ["nbgrader-d2l"]), ("tim", ["formgrade-d2l"]),
-                                          ("prof", ["formgrade-d2l"])])
-def test_directory_people_sign_in_with_their_roles(ldap_hub, name, groups):
+@pytest.mark.parametrize("name, groups, admin", [("ann", ["nbgrader-d2l"], False), ("tim", ["formgrade-d2l"], False),
+                                                 ("prof", ["formgrade-d2l"], False), ("root", [], True)])
+def test_directory_people_sign_in_with_their_roles(ldap_hub, name, groups, admin):
     response = Browser(ldap_hub.url).login(name, PEOPLE[name])
     assert response.status_code == 302, response.text[:500]
     user = hub_user(ldap_hub, name)
     assert sorted(user["groups"]) == groups
-    assert user["admin"] is False
+    assert user["admin"] is admin
+
+
+def test_passwords_stay_out_of_the_log(ldap_hub):
+    log = state.log_file(ldap_hub.classroom).read_text()
+    assert "ann" in log
+    assert not [p for p in [SEARCH_PASSWORD, *PEOPLE.values()] if p in log]
 
 
 @pytest.mark.parametrize("name, password", [("ann", "not-her-password"), ("zed", "whatever-pw"), ("ann", " ")])

@@ -26,6 +26,7 @@ const provider = new Provider(issuer, {
     accountId: id,
     claims: async () => ({ sub: id, preferred_username: id, name: id, groups: users[id].groups }),
   } : undefined),
+  conformIdTokenClaims: false,  // the ID token carries the scopes' claims too (for claims_from: id_token)
   ttl: { AuthorizationCode: settings.code_ttl, AccessToken: 600, IdToken: 600, Interaction: 600, Session: 600, Grant: 600 },
   cookies: { keys: ['d2lhub-test-only'] },
   interactions: { url: (ctx, interaction) => `/interaction/${interaction.uid}` },

@@ -24,8 +24,8 @@ ROLES = {"student": ["cs101"], "ta": ["cs101-tas"], "instructor": ["cs101-staff"
 OIDC = {"issuer": "https://sso.example.edu/realms/uni", "client_id": "d2lhub", "roles": ROLES}
 LDAP = {"server": "ldap.example.edu", "bind_dn_template": ["uid={username},ou=people,dc=example,dc=edu"],
         "roles": {"student": ["cn=cs101,ou=groups,dc=example,dc=edu"]}}
-ENDPOINTS = {"authorize_url": "https://sso/auth", "token_url": "https://sso/token", "userdata_url": "https://sso/me",
-             "client_secret": "s3cret"}
+ENDPOINTS = {"issuer": "https://sso", "authorize_url": "https://sso/auth", "token_url": "https://sso/token",
+             "userdata_url": "https://sso/me", "jwks_url": "https://sso/jwks", "client_secret": "s3cret"}
 
 
 def problem(data: dict) -> str:
@@ -119,11 +119,22 @@ def test_oidc_traits(tmp_path):
     assert (oauth.authorize_url, oauth.token_url, oauth.userdata_url) == ("https://sso/auth", "https://sso/token", "https://sso/me")
     assert (oauth.client_id, oauth.client_secret, oauth.scope) == ("d2lhub", "s3cret", ["openid", "groups"])
     assert oauth.username_claim == "email"
+    assert "userdata_from_id_token" not in oauth
+    assert ClassroomOAuthenticator(config=c).userdata_url == "https://sso/me"  # oauthenticator takes them all
     assert c.Authenticator.allow_all is False and c.Authenticator.manage_groups is True
     assert c.Authenticator.admin_users == {"root"}
     assert "load_groups" not in c.JupyterHub  # groups come from the identity
     assert c.ClassroomIdentity.course_groups == {"students": "nbgrader-ml", "graders": "formgrade-ml"}
     assert c.ClassroomIdentity.shared_groups == ["gpu-users"]
+
+
+def test_oidc_claims_from_the_id_token(tmp_path):
+    room = classroom_from({"auth": {"kind": "oidc", "oidc": {**OIDC, "claims_from": "id_token"}}}, tmp_path / "s")
+    c = applied(room, make_facts(passwords={}, sign_in=ENDPOINTS))
+    assert_every_trait_is_read(c)
+    authenticator = ClassroomOAuthenticator(config=c)
+    assert authenticator.userdata_from_id_token is True and not authenticator.userdata_url
+    assert (authenticator.jwks_url, authenticator.oidc_issuer) == ("https://sso/jwks", "https://sso")
 
 
 def test_ldap_traits_with_a_search(tmp_path):
@@ -228,9 +239,12 @@ def discovery():
 def test_issuer_endpoints_from_discovery(discovery):
     base, document = discovery
     document.update(issuer=base, authorization_endpoint=f"{base}/auth", token_endpoint=f"{base}/token",
-                    userinfo_endpoint=f"{base}/me")
-    assert facts.oidc_endpoints(base) == {"authorize_url": f"{base}/auth", "token_url": f"{base}/token",
-                                          "userdata_url": f"{base}/me"}
+                    userinfo_endpoint=f"{base}/me", jwks_uri=f"{base}/jwks")
+    assert facts.oidc_endpoints(base) == {"issuer": base, "authorize_url": f"{base}/auth", "token_url": f"{base}/token",
+                                          "userdata_url": f"{base}/me", "jwks_url": f"{base}/jwks"}
+    del document["jwks_uri"]
+    with pytest.raises(ConfigError, match="auth.oidc.issuer: .* names no jwks_uri"):
+        facts.oidc_endpoints(base)
     document["issuer"] = "https://elsewhere"
     with pytest.raises(ConfigError, match="auth.oidc.issuer: .* describes issuer 'https://elsewhere'"):
         facts.oidc_endpoints(base)

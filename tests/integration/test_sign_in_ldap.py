@@ -3,6 +3,7 @@ people sign in with their directory password, their groups give their roles, and
 
 from __future__ import annotations
 
+import ldap3
 import pytest
 from harness import launched_hub
 from hubclient import Browser
@@ -14,8 +15,8 @@ from d2lhub.ops.hubprocess import HubError
 pytestmark = pytest.mark.integration
 
 PEOPLE = {"ann": "ann-directory-pw", "tim": "tim-directory-pw", "prof": "prof-directory-pw", "eve": "eve-directory-pw",
-          "root": "root-directory-pw"}
-GROUPS = {"cs101-students": ["ann"], "cs101-tas": ["tim"], "cs101-staff": ["prof"], "chemistry": ["eve"],
+          "root": "root-directory-pw", "bob": "bob-directory-pw"}
+GROUPS = {"cs101-students": ["ann", "bob"], "cs101-tas": ["tim"], "cs101-staff": ["prof"], "chemistry": ["eve"],
           "hub-admins": ["root"]}
 SEARCH_PASSWORD = "hub-search-pw"
 
@@ -81,6 +82,19 @@ def test_someone_outside_the_class_groups_gets_a_clear_page(ldap_hub):
     assert response.status_code == 403
     assert "eve is not in a group allowed to use this class" in response.text
     assert hubapi.api(ldap_hub.classroom, "/users/eve").status_code == 404  # no user made
+
+
+def test_a_group_change_in_the_directory_applies_at_the_next_sign_in(ldap_hub, directory):
+    """bob becomes a TA in the directory: his next sign-in moves him to the graders' group."""
+    assert Browser(ldap_hub.url).login("bob", PEOPLE["bob"]).status_code == 302
+    assert hub_user(ldap_hub, "bob")["groups"] == ["nbgrader-d2l"]
+    bob = f"uid=bob,ou=people,{SUFFIX}"
+    with ldap3.Connection(f"ldap://127.0.0.1:{directory}", f"cn=admin,{SUFFIX}", f"{SEARCH_PASSWORD}-root",
+                          auto_bind=True) as admin:
+        assert admin.modify(group("cs101-students"), {"member": [(ldap3.MODIFY_DELETE, [bob])]})
+        assert admin.modify(group("cs101-tas"), {"member": [(ldap3.MODIFY_ADD, [bob])]})
+    assert Browser(ldap_hub.url).login("bob", PEOPLE["bob"]).status_code == 302
+    assert hub_user(ldap_hub, "bob")["groups"] == ["formgrade-d2l"]
 
 
 def test_bind_dn_template_and_a_missing_search_password(tmp_path, docker_client, directory):

@@ -11,6 +11,8 @@ from d2lhub import engine
 from d2lhub.cli import common
 from d2lhub.cli.common import DEFAULT_CONFIG, ConfigOption
 from d2lhub.cli.course import build_course
+from d2lhub.config import ConfigError
+from d2lhub.hub import facts
 from d2lhub.ops import backup, bootstrap, hubprocess
 from d2lhub.state import account_passwords, public_url
 
@@ -18,6 +20,8 @@ from d2lhub.state import account_passwords, public_url
 def up(config_file: ConfigOption = DEFAULT_CONFIG) -> None:
     """Set up whatever is missing, start the hub, print its URL and the demo sign-ins."""
     classroom = common.load_to_write(config_file, "start the hub")
+    # the sign-in's secret and provider first: a mistake there is one line naming the key, before any build
+    common.run_or_fail(lambda: facts.sign_in_facts(classroom), ConfigError)
 
     def start() -> None:
         for image in bootstrap.ensure_all(classroom, say=common.say).values():

@@ -17,6 +17,7 @@ import yaml
 from harness import RunningHub, launched_hub, write_classroom
 from identity import oidc_provider
 from pages import SPAWN_TIMEOUT_MS, screenshot
+from test_cli import d2lhub
 from playwright.sync_api import expect
 
 from d2lhub import hubapi, state
@@ -188,11 +189,15 @@ def test_expired_forged_or_replayed_codes_are_refused(switched, tamper, expected
 
 
 def test_unreachable_issuer_stops_start_up(tmp_path):
-    hub = RunningHub(write_classroom(tmp_path, auth=oidc_auth("http://127.0.0.1:9")))
+    path = write_classroom(tmp_path, auth=oidc_auth("http://127.0.0.1:9"))
+    hub = RunningHub(path)
     state.write_private(state.in_state(hub.classroom, "oidc_client_secret"), "x")
     with pytest.raises(HubError, match=r"auth.oidc.issuer: http://127.0.0.1:9/.well-known/openid-configuration "
                        "does not answer"):
         hub.start()
+    result = d2lhub("up", "--config", str(path), check=False)  # `d2lhub up` says it in one line, before any build
+    assert result.returncode == 2
+    assert result.stderr.startswith("error: auth.oidc.issuer: http://127.0.0.1:9/.well-known/openid-configuration does")
 
 
 def test_the_client_secret_stays_in_its_private_file(switched):

@@ -8,7 +8,7 @@ CONFIG ?= classroom.yaml
 PYTEST_ARGS ?=
 CHROMIUM := /usr/bin/chromium
 
-.PHONY: help up down status images proxy course check data test unit bench lock docs
+.PHONY: help up down status images proxy screenshots course check data test unit bench lock docs
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
@@ -45,6 +45,9 @@ test: images proxy $(CHROMIUM) ## the whole suite: unit, integration (real engin
 
 unit: $(VENV)/.installed ## only the tests that need no Docker engine
 	$(PY) -m pytest -v -m "not integration" tests/unit
+
+screenshots: images proxy $(CHROMIUM) ## rewrite docs/img from the browser tests (what a person sees)
+	D2LHUB_SCREENSHOTS=docs/img $(PY) -m pytest -q tests/browser
 
 bench: images ## measure spawn, class start, memory, images; writes docs/benchmarks.md
 	$(PY) bench/run.py $(BENCH_ARGS)

@@ -2,7 +2,8 @@
 
 `native` keeps passwords in the hub's database (the default); `oidc` signs people in at an
 OpenID Connect provider (Keycloak, Azure AD / Entra ID, Google, a university's Shibboleth);
-`ldap` checks their password against a directory. For the last two, the identity's groups
+`ldap` checks their password against a directory; `lti13` takes a launch from the LMS
+(d2lhub.lticonfig). For oidc and ldap, the identity's groups
 decide the role (`roles`) and who may sign in at all (`allowed_groups`, by default the groups
 `roles` names): never anyone the provider knows.
 
@@ -18,6 +19,8 @@ from pathlib import Path
 from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+from d2lhub.lticonfig import Lti13, settings_for_kind
 
 NAME_PATTERN = r"^[a-z][a-z0-9_-]{0,31}$"
 ROLES = ("student", "ta", "instructor", "admin")
@@ -156,9 +159,9 @@ class Ldap(IdentityGroups):
 
 
 class Auth(Strict):
-    kind: Literal["native", "oidc", "ldap"] = Field(
+    kind: Literal["native", "oidc", "ldap", "lti13"] = Field(
         "native", description="native: passwords kept (bcrypt) in the hub's database; oidc: an OpenID Connect "
-        "provider (`auth.oidc`); ldap: a directory (`auth.ldap`)"
+        "provider (`auth.oidc`); ldap: a directory (`auth.ldap`); lti13: launch from the LMS (`auth.lti13`)"
     )
     open_signup: bool = Field(False, description="let anyone create an account (an admin still approves it); "
                               "native only")
@@ -167,6 +170,7 @@ class Auth(Strict):
                                           "and role count (the role adds to what the groups give)")
     oidc: Oidc | None = Field(None, description="the OpenID Connect provider (with `kind: oidc`)")
     ldap: Ldap | None = Field(None, description="the directory (with `kind: ldap`)")
+    lti13: Lti13 | None = Field(None, description="the LMS students launch from, when kind is lti13")
 
     @field_validator("accounts")
     @classmethod
@@ -180,12 +184,13 @@ class Auth(Strict):
 
     @model_validator(mode="after")
     def settings_of_the_kind(self):
-        for kind in ("oidc", "ldap"):
-            if self.kind == kind and getattr(self, kind) is None:
+        for kind in ("oidc", "ldap", "lti13"):
+            if self.kind == kind and getattr(self, kind) is None and kind != "lti13":  # lti13: settings_for_kind
                 raise ValueError(f"`{kind}` is required with `kind: {kind}`")
             if self.kind != kind and getattr(self, kind) is not None:
                 raise ValueError(f"`{kind}` is set, but `kind` is {self.kind}")
-        if self.kind != "native":
+        settings_for_kind(self)
+        if self.kind in ("oidc", "ldap"):
             if self.open_signup:
                 raise ValueError(f"`open_signup` works only with `kind: native` (kind is {self.kind})")
             with_password = [a.name for a in self.accounts if a.password]

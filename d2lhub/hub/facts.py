@@ -1,9 +1,10 @@
 """What the machine says, gathered once when the hub starts: the I/O half of the hub's configuration.
 
 `gather` checks and prepares what the hub needs (free space, the images built from this
-checkout, the students' network and its packet rules, the data volume, the persistent
-secrets) and returns it as `Facts`; `d2lhub.hub.traits.apply` turns classroom.yaml plus
-those facts into JupyterHub's traits without touching the machine.
+checkout, the students' network and its packet rules, the data volume, the uid registry
+seeded from the home volumes, the persistent secrets) and returns it as `Facts`;
+`d2lhub.hub.traits.apply` turns classroom.yaml plus those facts into JupyterHub's traits
+without touching the machine.
 """
 
 from __future__ import annotations
@@ -18,10 +19,10 @@ from pathlib import Path
 
 import requests
 
-from d2lhub import diskspace, engine, state, studentimage
+from d2lhub import diskspace, engine, identity, ltistate, state, studentimage
 from d2lhub.authconfig import Secret
 from d2lhub.config import Classroom, ConfigError
-from d2lhub.hub import dbfull, firewall
+from d2lhub.hub import dbfull, firewall, homes
 
 
 @dataclass(frozen=True)
@@ -130,6 +131,22 @@ def student_network(client, classroom: Classroom):
     return network, address
 
 
+class PlatformError(Exception):
+    """The LMS of `auth.lti13` does not give its keys; names the key to fix."""
+
+
+def check_lti_platform(classroom: Classroom) -> None:
+    """The LMS's key set answers: launches are checked against it, so a wrong URL stops the start."""
+    url = classroom.auth.lti13.jwks_url
+    try:
+        keys = requests.get(url, timeout=10).json()["keys"]
+    except (requests.RequestException, ValueError, KeyError, TypeError) as exc:
+        raise PlatformError(f"auth.lti13.jwks_url: {url} gives no key set ({exc.__class__.__name__}); "
+                            "check the LMS's settings") from None
+    if not keys:
+        raise PlatformError(f"auth.lti13.jwks_url: {url} lists no keys")
+
+
 def use_curl_for_proxy_calls() -> None:
     """The hub's many proxy-API calls go through curl (zero-to-jupyterhub's habit)."""
     try:
@@ -147,12 +164,17 @@ def gather(classroom: Classroom, config_file: Path) -> Facts:
     sign_in = sign_in_facts(classroom)  # before anything is made: a missing secret changes nothing
     diskspace.check(classroom, "start the hub")  # raises DiskFull: the hub does not start on a full disk
     dbfull.explain_disk_full(folder)
+    if classroom.auth.kind == "lti13":
+        check_lti_platform(classroom)
+        ltistate.ensure_key(folder)  # the tool's signing key (0600), made on the first start
     client = engine.docker_client()
     images = {key: studentimage.built_image(classroom, client, key) for key in studentimage.images_in_use(classroom)}
     network, hub_address = student_network(client, classroom)
     if classroom.spawner.firewall:
         firewall.apply(**firewall_inputs(classroom, network.id))
     engine.ensure_data_volume(client, classroom)  # mounted read-only by every server, filled by `course data`
+    homes.ensure_filesystem(client, classroom)  # students' homes and the submissions, each with its limit
+    identity.seed(classroom, client)  # uids the home volumes record, for names the registry lacks (a lost state folder)
     use_curl_for_proxy_calls()
     return Facts(
         config_file=config_file,

@@ -19,6 +19,7 @@ from d2lhub.grading.layout import group_names
 from d2lhub.hub.auth import ClassroomAuthenticator
 from d2lhub.hub.authsso import ClassroomLDAPAuthenticator, ClassroomOAuthenticator
 from d2lhub.hub.facts import Facts
+from d2lhub.hub.lti import ClassroomLTI13Authenticator
 from d2lhub.hub.spawner import ClassroomSpawner
 from d2lhub.hub.swarmspawner import ClassroomSwarmSpawner
 from d2lhub.studentimage import DATA_MOUNT, HOME
@@ -38,24 +39,26 @@ def groups(classroom: Classroom) -> dict[str, dict]:
     return {names["students"]: {"users": students}, names["graders"]: {"users": graders}}
 
 
+def managed(classroom: Classroom, facts: Facts, name: str, command: list[str]) -> dict:
+    """A service the hub starts, through the launcher that records it and ties it to the hub's life."""
+    records = str(state.services_dir(classroom))
+    return {"name": name, "command": [facts.python, "-m", "d2lhub.hub.servicerun", records, name, "--", *command]}
+
+
 def services_and_roles(classroom: Classroom, facts: Facts) -> tuple[list[dict], list[dict]]:
     """The hub's services (the CLI's token, the idle culler, the lecture schedule) and their roles."""
     services = [{"name": state.CLI_SERVICE, "api_token": facts.cli_token}]
     roles = [{"name": state.CLI_SERVICE, "scopes": CLI_SCOPES, "services": [state.CLI_SERVICE]}]
     culling = classroom.culling
     if culling.enabled:
-        services.append({
-            "name": "idle-culler",
-            "command": [facts.python, "-m", "jupyterhub_idle_culler",
-                        f"--timeout={culling.timeout}", f"--cull-every={culling.every}"],
-        })
+        services.append(managed(classroom, facts, "idle-culler", [
+            facts.python, "-m", "jupyterhub_idle_culler", f"--timeout={culling.timeout}", f"--cull-every={culling.every}",
+        ]))
         roles.append({"name": "idle-culler", "scopes": CULLER_SCOPES, "services": ["idle-culler"]})
     if classroom.prestart.schedule:
-        services.append({
-            "name": "lecture-prestart",
-            "command": [facts.python, "-m", "d2lhub.cli", "prestart", "--on-schedule",
-                        "--config", str(facts.config_file)],
-        })
+        services.append(managed(classroom, facts, "lecture-prestart", [
+            facts.python, "-m", "d2lhub.cli", "prestart", "--on-schedule", "--config", str(facts.config_file),
+        ]))
     return services, roles
 
 
@@ -91,12 +94,31 @@ def apply_hub(c, classroom: Classroom, facts: Facts) -> None:
     c.JupyterHub.services, c.JupyterHub.load_roles = services_and_roles(classroom, facts)
 
 
+def apply_lti13(c, classroom: Classroom) -> None:
+    """Sign-in by launch from the LMS: jupyterhub-ltiauthenticator's tool, checked against auth.lti13."""
+    lti = classroom.auth.lti13
+    c.JupyterHub.authenticator_class = ClassroomLTI13Authenticator
+    c.LTI13Authenticator.issuer = lti.issuer
+    c.LTI13Authenticator.client_id = {lti.client_id}
+    c.LTI13Authenticator.authorize_url = lti.auth_login_url
+    c.LTI13Authenticator.jwks_endpoint = lti.jwks_url
+    c.LTI13Authenticator.uri_scheme = "https" if classroom.hub.https else "http"
+    c.LTI13Authenticator.tool_name = classroom.course.name
+    c.ClassroomLTI13Authenticator.settings = lti.model_dump()
+    c.ClassroomLTI13Authenticator.state_dir = str(classroom.hub.state_dir)
+    c.ClassroomLTI13Authenticator.course_groups = group_names(classroom)
+    c.Authenticator.allow_all = True  # the launch's deployment, context and roles decide (ClassroomLTI13Authenticator)
+
+
 def apply_auth(c, classroom: Classroom, facts: Facts) -> None:
     accounts = classroom.auth.accounts
     c.Authenticator.admin_users = {a.name for a in accounts if a.role == "admin"}
     if classroom.auth.kind == "native":
         apply_native(c, classroom, facts)
-    else:
+    elif classroom.auth.kind == "lti13":
+        c.JupyterHub.load_groups = groups(classroom)
+        apply_lti13(c, classroom)
+    else:  # the identity's groups set the hub's groups (manage_groups): no load_groups
         apply_identity(c, classroom)
         (apply_oidc if classroom.auth.kind == "oidc" else apply_ldap)(c, classroom, facts)
 

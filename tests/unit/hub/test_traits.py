@@ -171,7 +171,9 @@ def test_default_classroom_services_and_roles(default_classroom):
     services = {s["name"]: s for s in app.services}
     assert set(services) == {state.CLI_SERVICE, "idle-culler"}  # the demo class has no prestart schedule
     assert services[state.CLI_SERVICE] == {"name": "d2lhub-cli", "api_token": "cli-secret"}
-    assert services["idle-culler"]["command"] == [
+    records = str(default_classroom.hub.state_dir / "services")
+    assert services["idle-culler"]["command"] == [  # through the launcher that records it (no orphan after a crash)
+        "/opt/venv/bin/python", "-m", "d2lhub.hub.servicerun", records, "idle-culler", "--",
         "/opt/venv/bin/python", "-m", "jupyterhub_idle_culler", "--timeout=3600", "--cull-every=300",
     ]
     roles = {r["name"]: r for r in app.load_roles}
@@ -355,6 +357,7 @@ def test_culler_off_and_lecture_prestart_on(tmp_path):
     services = {s["name"]: s for s in app.services}
     assert set(services) == {"d2lhub-cli", "lecture-prestart"}
     assert services["lecture-prestart"]["command"] == [
+        "/opt/venv/bin/python", "-m", "d2lhub.hub.servicerun", str(tmp_path / "state" / "services"), "lecture-prestart", "--",
         "/opt/venv/bin/python", "-m", "d2lhub.cli", "prestart", "--on-schedule", "--config", "/srv/class/classroom.yaml",
     ]
     assert "api_token" not in services["lecture-prestart"]  # it reads the CLI's token from the state folder

@@ -21,6 +21,7 @@ from pydantic import (
 )
 
 # ConfigError is raised by load, so callers import it from here with the rest
+from d2lhub.authconfig import NAME_PATTERN, Account, Auth  # noqa: F401 (the auth: section)
 from d2lhub.configfile import ConfigError, describe, read_mapping
 from d2lhub.deadlines_config import known_zone
 from d2lhub.limits import (
@@ -30,11 +31,7 @@ from d2lhub.limits import (
     home_default_off_this_host,
     homes_here,
 )
-from d2lhub.lticonfig import Lti13, settings_for_kind
 from d2lhub.sizes import ByteSize, parse_size  # noqa: F401 (parse_size: callers import it from here)
-
-NAME_PATTERN = r"^[a-z][a-z0-9_-]{0,31}$"
-
 
 
 
@@ -111,36 +108,6 @@ class Hub(Strict):
         "submissions (`state_dir/homes`): made in a sparse file `state_dir/homes.btrfs` unless a btrfs is "
         "mounted there; it must fit in the free space of state_dir's disk"
     )
-
-
-class Account(Strict):
-    name: str = Field(pattern=NAME_PATTERN, description="the sign-in name: lower case letters, digits, - and _")
-    role: Literal["student", "instructor", "ta", "admin"] = Field(
-        description="student; instructor or ta (grades in the formgrader); admin (the hub's Admin page)"
-    )
-    password: str | None = Field(None, min_length=8, description="generated and kept in state_dir when unset")
-
-
-class Auth(Strict):
-    kind: Literal["native", "lti13"] = Field("native", description="native: passwords (bcrypt) in the hub's database; lti13: LMS launch")
-    open_signup: bool = Field(False, description="let anyone create an account (an admin still approves it)")
-    accounts: tuple[Account, ...] = Field((), description="the accounts the hub creates; a real class imports "
-                                          "its roster (`d2lhub roster import`)")
-    lti13: Lti13 | None = Field(None, description="the LMS students launch from, when kind is lti13")
-
-    @field_validator("accounts")
-    @classmethod
-    def unique_names(cls, accounts: tuple[Account, ...]) -> tuple[Account, ...]:
-        seen: set[str] = set()
-        for account in accounts:
-            if account.name in seen:
-                raise ValueError(f"user {account.name!r} is listed twice")
-            seen.add(account.name)
-        return accounts
-
-    @model_validator(mode="after")
-    def kind_settings(self) -> Auth:
-        return settings_for_kind(self)
 
 
 class Image(Strict):
@@ -352,8 +319,12 @@ class Classroom(Strict):
                 "extra_ca_certs": rooted(self.images.extra_ca_certs) if self.images.extra_ca_certs else None,
             }
         )
+        auth = self.auth
+        if auth.ldap is not None and auth.ldap.ca_file is not None:
+            auth = auth.model_copy(update={"ldap": auth.ldap.model_copy(update={"ca_file": rooted(auth.ldap.ca_file)})})
         return self.model_copy(
             update={
+                "auth": auth,
                 "course": self.course.model_copy(update={"source": source, "assignments": rooted(self.course.assignments)}),
                 "hub": self.hub.model_copy(update={"state_dir": rooted(self.hub.state_dir), "https": https}),
                 "images": images,

@@ -11,6 +11,8 @@ from d2lhub import engine, homefs, ltistate
 from d2lhub.cli import common
 from d2lhub.cli.common import DEFAULT_CONFIG, ConfigOption
 from d2lhub.cli.course import build_course
+from d2lhub.config import ConfigError
+from d2lhub.hub import facts
 from d2lhub.ops import backup, bootstrap, hubprocess, quotas
 from d2lhub.sizes import parse_size
 from d2lhub.state import account_passwords, public_url
@@ -19,6 +21,8 @@ from d2lhub.state import account_passwords, public_url
 def up(config_file: ConfigOption = DEFAULT_CONFIG) -> None:
     """Set up whatever is missing, start the hub, print its URL and the demo sign-ins."""
     classroom = common.load_to_write(config_file, "start the hub")
+    # the sign-in's secret and provider first: a mistake there is one line naming the key, before any build
+    common.run_or_fail(lambda: facts.sign_in_facts(classroom), ConfigError)
 
     def start() -> None:
         for image in bootstrap.ensure_all(classroom, say=common.say).values():
@@ -30,7 +34,11 @@ def up(config_file: ConfigOption = DEFAULT_CONFIG) -> None:
     common.run_or_fail(start, engine.EngineError, hubprocess.HubError)
     roles = {a.name: a.role for a in classroom.auth.accounts}
     typer.echo(f"\nThe classroom is up: {public_url(classroom)}")
-    if classroom.auth.kind == "lti13":
+    identity = classroom.auth.oidc or classroom.auth.ldap
+    if identity is not None:
+        where = classroom.auth.oidc.issuer if classroom.auth.oidc else classroom.auth.ldap.server
+        typer.echo(f"Sign in with {classroom.auth.kind} ({where}): members of {', '.join(identity.every_group())}")
+    elif classroom.auth.kind == "lti13":
         typer.echo("Students sign in from the LMS. Register the tool there (LTI 1.3) with:")
         for name, url in ltistate.tool_urls(classroom).items():
             typer.echo(f"  {name}: {url}")

@@ -10,15 +10,18 @@ without touching the machine.
 from __future__ import annotations
 
 import ipaddress
+import os
 import shutil
+import socket
 import sys
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import requests
 
 from d2lhub import diskspace, engine, identity, ltistate, state, studentimage
-from d2lhub.config import Classroom
+from d2lhub.authconfig import Secret
+from d2lhub.config import Classroom, ConfigError
 from d2lhub.hub import dbfull, firewall, homes
 
 
@@ -35,6 +38,70 @@ class Facts:
     cli_token: str  # the `d2lhub` commands' service token
     passwords: dict[str, str]  # the accounts classroom.yaml lists -> their (kept) passwords
     python: str = sys.executable  # runs the hub's services
+    sign_in: dict[str, str] = field(default_factory=dict)  # what auth.kind needs: secrets, the provider's endpoints
+
+
+def read_secret(classroom: Classroom, secret: Secret, key: str) -> str:
+    """A secret from its environment variable, else from its file in the state folder, which
+    only its owner may read; a ConfigError naming `key` says what to do when there is none."""
+    value = os.environ.get(secret.env, "").strip()
+    if value:
+        return value
+    path = secret.file if secret.file.is_absolute() else state.in_state(classroom, str(secret.file))
+    try:
+        mode = path.stat().st_mode & 0o777
+        value = path.read_text().strip()
+    except FileNotFoundError:
+        raise ConfigError(f"{key}: no secret: set ${secret.env}, or write it to {path} (chmod 600)") from None
+    if mode & 0o077:
+        raise ConfigError(f"{key}: {path} may be read by others (mode {mode:o}): chmod 600 {path}")
+    if not value:
+        raise ConfigError(f"{key}: {path} is empty")
+    return value
+
+
+def oidc_endpoints(issuer: str, verify_tls: bool = True) -> dict[str, str]:
+    """The provider's endpoints from its discovery document; a ConfigError naming auth.oidc.issuer
+    when it does not answer or does not describe this issuer."""
+    url = f"{issuer}/.well-known/openid-configuration"
+    try:
+        response = requests.get(url, timeout=10, verify=verify_tls)
+        response.raise_for_status()
+        document = response.json()
+    except (requests.RequestException, ValueError) as exc:
+        raise ConfigError(f"auth.oidc.issuer: {url} does not answer with a discovery document: {exc}") from None
+    if document.get("issuer", "").rstrip("/") != issuer:
+        raise ConfigError(f"auth.oidc.issuer: {url} describes issuer {document.get('issuer')!r}, not {issuer!r}")
+    wanted = {"authorize_url": "authorization_endpoint", "token_url": "token_endpoint",
+              "userdata_url": "userinfo_endpoint", "jwks_url": "jwks_uri"}
+    missing = [name for name in wanted.values() if not document.get(name)]
+    if missing:
+        raise ConfigError(f"auth.oidc.issuer: {url} names no {', '.join(missing)}")
+    return {"issuer": document["issuer"], **{trait: document[name] for trait, name in wanted.items()}}
+
+
+def ldap_answers(server: str, port: int) -> None:
+    """A ConfigError naming auth.ldap.server when nothing listens there."""
+    try:
+        socket.create_connection((server, port), timeout=10).close()
+    except OSError as exc:
+        raise ConfigError(f"auth.ldap.server: {server}:{port} does not answer: {exc}") from None
+
+
+def sign_in_facts(classroom: Classroom) -> dict[str, str]:
+    """What the sign-in kind needs from outside classroom.yaml, checked now so a mistake stops start-up."""
+    auth = classroom.auth
+    if auth.oidc is not None:
+        found = oidc_endpoints(auth.oidc.issuer, auth.oidc.verify_tls)
+        found["client_secret"] = read_secret(classroom, auth.oidc.client_secret, "auth.oidc.client_secret")
+        return found
+    if auth.ldap is not None:
+        ldap = auth.ldap
+        ldap_answers(ldap.server, ldap.port or (636 if ldap.tls == "on_connect" else 389))
+        if ldap.search is not None and ldap.search.bind_dn:
+            return {"bind_password": read_secret(classroom, ldap.search.bind_password,
+                                                 "auth.ldap.search.bind_password")}
+    return {}
 
 
 def firewall_inputs(classroom: Classroom, network_id: str) -> dict:
@@ -94,6 +161,7 @@ def gather(classroom: Classroom, config_file: Path) -> Facts:
     """Check and prepare the machine for this classroom's hub; raises with what to do when it cannot."""
     folder = classroom.hub.state_dir
     folder.mkdir(parents=True, exist_ok=True)
+    sign_in = sign_in_facts(classroom)  # before anything is made: a missing secret changes nothing
     diskspace.check(classroom, "start the hub")  # raises DiskFull: the hub does not start on a full disk
     dbfull.explain_disk_full(folder)
     if classroom.auth.kind == "lti13":
@@ -116,5 +184,6 @@ def gather(classroom: Classroom, config_file: Path) -> Facts:
         proxy_command=shutil.which("configurable-http-proxy") or "configurable-http-proxy",
         proxy_token=state.proxy_token(classroom),
         cli_token=state.cli_token(classroom),
-        passwords=state.account_passwords(classroom),
+        passwords=state.account_passwords(classroom) if classroom.auth.kind == "native" else {},
+        sign_in=sign_in,
     )

@@ -17,6 +17,7 @@ from d2lhub.config import Classroom
 from d2lhub.diskspace import full_message
 from d2lhub.grading.layout import group_names
 from d2lhub.hub.auth import ClassroomAuthenticator
+from d2lhub.hub.authsso import ClassroomLDAPAuthenticator, ClassroomOAuthenticator
 from d2lhub.hub.facts import Facts
 from d2lhub.hub.lti import ClassroomLTI13Authenticator
 from d2lhub.hub.spawner import ClassroomSpawner
@@ -112,16 +113,87 @@ def apply_lti13(c, classroom: Classroom) -> None:
 def apply_auth(c, classroom: Classroom, facts: Facts) -> None:
     accounts = classroom.auth.accounts
     c.Authenticator.admin_users = {a.name for a in accounts if a.role == "admin"}
-    c.JupyterHub.load_groups = groups(classroom)
-    if classroom.auth.kind == "lti13":
-        return apply_lti13(c, classroom)
+    if classroom.auth.kind == "native":
+        apply_native(c, classroom, facts)
+    elif classroom.auth.kind == "lti13":
+        c.JupyterHub.load_groups = groups(classroom)
+        apply_lti13(c, classroom)
+    else:  # the identity's groups set the hub's groups (manage_groups): no load_groups
+        apply_identity(c, classroom)
+        (apply_oidc if classroom.auth.kind == "oidc" else apply_ldap)(c, classroom, facts)
+
+
+def apply_native(c, classroom: Classroom, facts: Facts) -> None:
     c.JupyterHub.authenticator_class = ClassroomAuthenticator
     c.ClassroomAuthenticator.seed_passwords = facts.passwords
     c.ClassroomAuthenticator.roster_hashes_file = str(classroom.hub.state_dir / state.ROSTER_HASHES_FILE)
     c.NativeAuthenticator.open_signup = classroom.auth.open_signup
     c.NativeAuthenticator.minimum_password_length = 8
     c.Authenticator.allow_all = True  # NativeAuthenticator admits only approved accounts
-    c.Authenticator.allowed_users = {a.name for a in accounts if a.role != "admin"}
+    c.Authenticator.allowed_users = {a.name for a in classroom.auth.accounts if a.role != "admin"}
+    c.JupyterHub.load_groups = groups(classroom)
+
+
+def apply_identity(c, classroom: Classroom) -> None:
+    """What OIDC and LDAP share: the identity's groups decide roles, hub groups and who may sign in."""
+    auth = classroom.auth
+    identity = auth.oidc or auth.ldap
+    c.Authenticator.allow_all = False  # the allow-list is the classroom's groups, never anyone the provider knows
+    c.Authenticator.allow_existing_users = False  # users of a former kind sign in through their groups too
+    c.Authenticator.manage_groups = True  # each sign-in brings the hub's groups in line with the identity's
+    c.Authenticator.enable_auth_state = False  # the provider's tokens are not kept
+    c.ClassroomIdentity.role_groups = {role: list(names) for role, names in identity.roles.mapping().items()}
+    c.ClassroomIdentity.allowed_groups_extra = list(identity.allowed_groups)
+    c.ClassroomIdentity.account_roles = {a.name: a.role for a in auth.accounts}
+    c.ClassroomIdentity.course_groups = group_names(classroom)
+    c.ClassroomIdentity.shared_groups = sorted({g for p in classroom.profiles for g in p.groups})
+
+
+def apply_oidc(c, classroom: Classroom, facts: Facts) -> None:
+    oidc = classroom.auth.oidc
+    c.JupyterHub.authenticator_class = ClassroomOAuthenticator
+    settings = c.ClassroomOAuthenticator
+    settings.authorize_url = facts.sign_in["authorize_url"]
+    settings.token_url = facts.sign_in["token_url"]
+    if oidc.claims_from == "id_token":
+        settings.userdata_from_id_token = True
+        settings.jwks_url = facts.sign_in["jwks_url"]
+        settings.oidc_issuer = facts.sign_in["issuer"]  # as the discovery document spells it
+    else:
+        settings.userdata_url = facts.sign_in["userdata_url"]
+    settings.client_id = oidc.client_id
+    settings.client_secret = facts.sign_in["client_secret"]
+    settings.scope = list(oidc.scopes)
+    settings.username_claim = oidc.username_claim
+    settings.groups_claim = oidc.groups_claim
+    settings.auth_state_groups_key = f"oauth_user.{oidc.groups_claim}"
+    settings.validate_server_cert = oidc.verify_tls
+    settings.login_service = "your institution's account"
+    settings.enable_pkce = True
+    settings.basic_auth = True  # client_secret_basic: the OIDC default every provider takes
+
+
+def apply_ldap(c, classroom: Classroom, facts: Facts) -> None:
+    ldap = classroom.auth.ldap
+    c.JupyterHub.authenticator_class = ClassroomLDAPAuthenticator
+    settings = c.ClassroomLDAPAuthenticator
+    settings.server_address = ldap.server
+    if ldap.port:
+        settings.server_port = ldap.port
+    settings.tls_strategy = ldap.tls
+    if ldap.ca_file:
+        settings.tls_kwargs = {"ca_certs_file": str(ldap.ca_file)}
+    settings.allowed_groups = list(ldap.every_group())  # the groups whose membership is looked up
+    settings.group_search_filter = ldap.group_filter
+    if ldap.search is None:
+        settings.bind_dn_template = list(ldap.bind_dn_template)
+    else:
+        settings.lookup_dn = True
+        settings.user_search_base = ldap.search.base
+        settings.user_attribute = ldap.search.attribute
+        settings.lookup_dn_search_user = ldap.search.bind_dn
+        settings.lookup_dn_search_password = facts.sign_in.get("bind_password", "")
+        settings.lookup_dn_user_dn_attribute = ldap.search.attribute
 
 
 def apply_spawner(c, classroom: Classroom, facts: Facts) -> None:

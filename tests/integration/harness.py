@@ -72,7 +72,8 @@ def remove_labelled(client, instance_filter, cutoff: datetime | None = None) -> 
     for service in services:
         if wanted(service.attrs["Spec"].get("Labels"), service.attrs):
             service.remove()
-    for container in client.containers.list(all=True, filters={"label": labels.INSTANCE}):
+    # ignore_removed: other runs on this engine remove their own containers meanwhile
+    for container in client.containers.list(all=True, filters={"label": labels.INSTANCE}, ignore_removed=True):
         if wanted(container.labels, container.attrs):
             container.remove(force=True)
     for volume in client.volumes.list(filters={"label": labels.INSTANCE}):

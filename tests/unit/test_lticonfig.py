@@ -44,7 +44,7 @@ def test_lti13_settings_load(tmp_path):
     ("auth", "expected"),
     [
         ({"kind": "lti13"}, "classroom.yaml: auth: auth.lti13: required when auth.kind is lti13"),
-        ({"kind": "saml"}, "auth.kind: Input should be 'native' or 'lti13'"),
+        ({"kind": "saml"}, "auth.kind: Input should be 'native', 'oidc', 'ldap' or 'lti13'"),
         ({"kind": "lti13", "lti13": {**PLATFORM, "contexts": []}}, "auth.lti13.contexts"),
         ({"kind": "lti13", "lti13": {**PLATFORM, "contexts": [" "]}}, "auth.lti13.contexts: a context id is empty"),
         ({"kind": "lti13", "lti13": {k: v for k, v in PLATFORM.items() if k != "token_url"}},

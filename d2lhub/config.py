@@ -15,9 +15,7 @@ from pathlib import Path
 from typing import Annotated, Literal
 
 from pydantic import (
-    BaseModel,
     BeforeValidator,
-    ConfigDict,
     Field,
     ValidationError,
     field_validator,
@@ -25,7 +23,8 @@ from pydantic import (
 )
 
 # ConfigError is raised by load, so callers import it from here with the rest
-from d2lhub.configfile import ConfigError, describe, read_mapping
+from d2lhub.configfile import ConfigError, Strict, describe, read_mapping
+from d2lhub.network import Network
 
 NAME_PATTERN = r"^[a-z][a-z0-9_-]{0,31}$"
 SIZE_UNITS = {"": 1, "K": 1024, "M": 1024**2, "G": 1024**3, "T": 1024**4}
@@ -48,10 +47,6 @@ def parse_size(value: object) -> int:
 
 
 ByteSize = Annotated[int, BeforeValidator(parse_size)]
-
-
-class Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
 
 
 class Course(Strict):
@@ -103,7 +98,7 @@ class Https(Strict):
 class Hub(Strict):
     ip: str = Field("127.0.0.1", description="the address people reach the hub (the proxy) at")
     port: int = Field(8000, ge=1, le=65535, description="the port people reach; `port+1` is the proxy's API, "
-                      "`port+81` the hub's")
+                      "`port+81` the hub's, `port+82` the students' egress proxy")
     state_dir: Path = Field(Path(".d2lhub"), description="database, secrets, generated passwords, built "
                             "course, logs: back it up")
     db_url: str | None = Field(None, description="a PostgreSQL URL for production; SQLite in state_dir when unset")
@@ -314,6 +309,7 @@ class Classroom(Strict):
     spawner: Spawner = Field(Spawner(), description="how and where students' servers run")
     gpus: Gpus = Field(Gpus(), description="the GPUs and how they are shared")
     grading: Grading = Field(Grading(), description="caps of the containers that autograde submissions")
+    network: Network = Field(Network(), description="what students' servers may reach outside the classroom")
 
     @model_validator(mode="after")
     def profiles_unique(self) -> Classroom:
@@ -335,6 +331,13 @@ class Classroom(Strict):
                 f"gpus.queue_timeout: {self.gpus.queue_timeout} leaves the server no time to start; "
                 f"keep it at least 10 below hub.start_timeout ({self.hub.start_timeout})"
             )
+        return self
+
+    @model_validator(mode="after")
+    def egress_needs_firewall(self) -> Classroom:
+        if self.network.egress != "open" and not self.spawner.firewall:
+            raise ValueError(f"network.egress: {self.network.egress} is kept by the packet rules: it needs "
+                             "spawner.firewall: true (or set network.egress: open)")
         return self
 
     def resolve(self, base: Path) -> Classroom:

@@ -16,7 +16,7 @@ from pathlib import Path
 
 from d2lhub import diskspace, engine, state, studentimage
 from d2lhub.config import Classroom
-from d2lhub.hub import dbfull, firewall
+from d2lhub.hub import dbfull, egress, firewall
 
 
 @dataclass(frozen=True)
@@ -32,6 +32,8 @@ class Facts:
     cli_token: str  # the `d2lhub` commands' service token
     passwords: dict[str, str]  # the accounts classroom.yaml lists -> their (kept) passwords
     python: str = sys.executable  # runs the hub's services
+    egress_proxy: str = ""  # network.egress: allowlist: the proxy students' servers go through
+    egress_command: tuple[str, ...] = ()  # ... and the command that runs it (a managed service)
 
 
 def firewall_inputs(classroom: Classroom, network_id: str) -> dict:
@@ -42,7 +44,34 @@ def firewall_inputs(classroom: Classroom, network_id: str) -> dict:
         "hub_port": state.hub_api_port(classroom),
         "blocked": tuple(str(n) for n in classroom.spawner.blocked_networks),
         "apart": classroom.spawner.kind == "swarm",
+        "egress": classroom.network.egress,
+        "proxy_port": state.egress_proxy_port(classroom),
     }
+
+
+def prepare_egress_proxy(classroom: Classroom, network, listen: str) -> tuple[str, tuple[str, ...]]:
+    """Under network.egress: allowlist, write squid's files (d2lhub.hub.egress) and return the proxy's
+    URL and the command that runs it; ("", ()) under none and open."""
+    if classroom.network.egress != "allowlist":
+        return "", ()
+    squid = shutil.which("squid") or shutil.which("squid", path="/usr/sbin:/sbin")
+    if squid is None:
+        raise engine.EngineError("network.egress: allowlist needs squid, the proxy students go through: "
+                                 "`make up` installs it (Debian: apt-get install squid)")
+    subnets = [c["Subnet"] for c in network.attrs.get("IPAM", {}).get("Config") or [] if c.get("Subnet")]
+    if not subnets:
+        raise engine.EngineError(f"network {network.name} has no subnet: cannot tell squid who the students are")
+    where, port = egress.folder(classroom), state.egress_proxy_port(classroom)
+    for name, text in egress.files(classroom.network, listen, port, " ".join(subnets), where).items():
+        (where / name).parent.mkdir(parents=True, exist_ok=True, mode=0o755)
+        (where / name).write_text(text)
+    for page in egress.SQUID_TEMPLATES.iterdir():  # squid's other error pages, as Debian ships them
+        link = where / "errors" / page.name
+        if not link.exists():
+            link.symlink_to(page)
+    for part in (egress.RUN_ROOT, where.parent, where, where / "errors"):
+        part.chmod(0o755)  # squid reads them after dropping root
+    return egress.proxy_url(listen, port), tuple(egress.command(squid, where))
 
 
 def student_network(client, classroom: Classroom):
@@ -82,6 +111,7 @@ def gather(classroom: Classroom, config_file: Path) -> Facts:
     network, hub_address = student_network(client, classroom)
     if classroom.spawner.firewall:
         firewall.apply(**firewall_inputs(classroom, network.id))
+    proxy, proxy_command = prepare_egress_proxy(classroom, network, hub_address)
     engine.ensure_data_volume(client, classroom)  # mounted read-only by every server, filled by `course data`
     use_curl_for_proxy_calls()
     return Facts(
@@ -93,4 +123,6 @@ def gather(classroom: Classroom, config_file: Path) -> Facts:
         proxy_token=state.proxy_token(classroom),
         cli_token=state.cli_token(classroom),
         passwords=state.account_passwords(classroom),
+        egress_proxy=proxy,
+        egress_command=proxy_command,
     )

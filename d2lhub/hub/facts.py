@@ -49,12 +49,17 @@ def firewall_inputs(classroom: Classroom, network_id: str) -> dict:
     }
 
 
+def find_squid() -> str | None:
+    """Debian's squid (in /usr/sbin, which a non-root PATH may lack)."""
+    return shutil.which("squid") or shutil.which("squid", path="/usr/sbin:/sbin")
+
+
 def prepare_egress_proxy(classroom: Classroom, network, listen: str) -> tuple[str, tuple[str, ...]]:
     """Under network.egress: allowlist, write squid's files (d2lhub.hub.egress) and return the proxy's
     URL and the command that runs it; ("", ()) under none and open."""
     if classroom.network.egress != "allowlist":
         return "", ()
-    squid = shutil.which("squid") or shutil.which("squid", path="/usr/sbin:/sbin")
+    squid = find_squid()
     if squid is None:
         raise engine.EngineError("network.egress: allowlist needs squid, the proxy students go through: "
                                  "`make up` installs it (Debian: apt-get install squid)")

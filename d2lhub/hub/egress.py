@@ -56,29 +56,29 @@ def hosts_file(network: Network) -> str:
 
 def squid_config(network: Network, listen: str, port: int, students: str, where: Path) -> str:
     """squid.conf: listen on `listen:port`, answer only `students` (their network), forward only
-    `network.allow` (https only to port 443), keep no cache and no logs of what students fetch."""
+    `network.allow` (https only to port 443), keep no cache and no logs of what students fetch.
+
+    A host not listed is refused before squid resolves any name, so a refused request sends
+    nothing anywhere (not even a DNS query a student could use to smuggle data out)."""
     allowed = " ".join(network.allow) if network.allow else "."  # "." is no host name: nothing is allowed
     return "\n".join([
         "# Written by d2lhub at each hub start (network.egress: allowlist); edits are overwritten.",
         f"http_port {listen}:{port}",
         f"acl students src {students}",
-        f"acl allowed dstdomain {allowed}",
+        f"acl allowed dstdomain -n {allowed}",  # -n: an address asked for is never looked up by name
         "acl https_port port 443",
         "acl CONNECT method CONNECT",
-        "acl to_localhost dst 127.0.0.0/8 ::1",
         "http_access deny !students",
-        "http_access deny to_localhost",
         "http_access deny CONNECT !https_port",
+        "http_access deny !allowed",  # before anything that resolves a name: no DNS for a refused host
+        "http_access deny to_localhost",  # squid's own acl: 127.0.0.0/8, ::1, 0.0.0.0
         "http_access allow allowed",
         "http_access deny all",
-        f"deny_info {DENY_PAGE} all",
-        f"deny_info {DENY_PAGE} https_port",
-        f"deny_info {DENY_PAGE} to_localhost",
+        *(f"deny_info {DENY_PAGE} {acl}" for acl in ("https_port", "allowed", "to_localhost", "all")),
         f"error_directory {where / 'errors'}",
         f"hosts_file {where / 'hosts'}",
         "visible_hostname d2lhub-egress",
         "httpd_suppress_version_string on",
-        "via off",
         "forwarded_for delete",
         "cache deny all",
         "cache_mem 8 MB",

@@ -32,15 +32,15 @@ ROLES = {"student1": "student", "student2": "student", "teacher": "instructor", 
 
 
 def free_port_block() -> int:
-    """A port p with p, p+1 (proxy API) and p+81 (hub API) all free."""
+    """A port p with p, p+1 (proxy API), p+81 (hub API) and p+82 (egress proxy) all free."""
     for _ in range(200):
         with socket.socket() as probe:
             probe.bind(("127.0.0.1", 0))
             port = probe.getsockname()[1]
-        if port + 81 > 65535:
+        if port + 82 > 65535:
             continue
         try:
-            for offset in (1, 81):
+            for offset in (1, 81, 82):
                 with socket.socket() as probe:
                     probe.bind(("127.0.0.1", port + offset))
             return port

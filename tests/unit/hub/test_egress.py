@@ -27,16 +27,17 @@ def test_squid_listens_on_the_gateway_answers_students_and_forwards_only_the_all
     lines = directives(egress.squid_config(network, "172.31.0.1", 8082, "172.31.0.0/16", WHERE))
     assert lines[0] == "http_port 172.31.0.1:8082"  # only where the students' bridge reaches the host
     assert "acl students src 172.31.0.0/16" in lines
-    assert "acl allowed dstdomain pypi.org .pythonhosted.org" in lines
+    assert "acl allowed dstdomain -n pypi.org .pythonhosted.org" in lines  # -n: no reverse lookups
     access = [line for line in lines if line.startswith("http_access")]
     assert access == [
         "http_access deny !students",
-        "http_access deny to_localhost",  # never the hub's own loopback services
         "http_access deny CONNECT !https_port",
+        "http_access deny !allowed",  # before any rule that needs a name resolved
+        "http_access deny to_localhost",  # never the hub's own loopback services
         "http_access allow allowed",
-        "http_access deny all",  # the last word: what is not listed is refused
+        "http_access deny all",
     ]
-    assert f"deny_info {egress.DENY_PAGE} all" in lines
+    assert f"deny_info {egress.DENY_PAGE} allowed" in lines
     assert f"error_directory {WHERE / 'errors'}" in lines
     assert f"hosts_file {WHERE / 'hosts'}" in lines
     assert "access_log none" in lines and "cache deny all" in lines
@@ -44,7 +45,7 @@ def test_squid_listens_on_the_gateway_answers_students_and_forwards_only_the_all
 
 def test_an_empty_allow_list_allows_nothing():
     lines = directives(egress.squid_config(Network(allow=()), "10.0.0.1", 1, "10.0.0.0/24", WHERE))
-    assert "acl allowed dstdomain ." in lines
+    assert "acl allowed dstdomain -n ." in lines
 
 
 def test_the_deny_page_names_the_policy_and_the_allowed_hosts():

@@ -3,6 +3,7 @@ named and labelled per run and cleaned up by label."""
 
 from __future__ import annotations
 
+import shutil
 import socket
 import time
 import uuid
@@ -15,7 +16,7 @@ import yaml
 from d2lhub import config, labels
 from d2lhub.course.build import build_course
 from d2lhub.grading import layout
-from d2lhub.hub import firewall
+from d2lhub.hub import egress, firewall
 from d2lhub.ops import hubprocess
 from d2lhub.state import course_dir, public_url
 
@@ -88,6 +89,7 @@ def remove_labelled(client, instance_filter, cutoff: datetime | None = None) -> 
                         raise
                     time.sleep(0.5)
             firewall.remove(network.attrs["Labels"][labels.INSTANCE])
+            shutil.rmtree(egress.RUN_ROOT / network.attrs["Labels"][labels.INSTANCE], ignore_errors=True)
 
 
 def place_collected(classroom, student: str, assignment: str, notebook_text: str) -> Path:

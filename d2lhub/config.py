@@ -259,7 +259,8 @@ class Spawner(Strict):
     uid_base: int = Field(20000, ge=1001, description="a student's uid is uid_base + hub user id")
     docker_workers: int = Field(8, ge=1, le=64, description="Docker calls run in parallel, at most this many")
     firewall: bool = Field(True, description="fence student containers in with iptables: no private ranges, no "
-                           "cloud metadata, only the hub's API port on the host (needs root on the host)")
+                           "cloud metadata, only the hub's API port on the host, and network.egress "
+                           "(needs root on the host)")
     kind: Literal["docker", "swarm"] = Field(
         "docker", description="docker: containers on this host; swarm: services on the Swarm this engine manages"
     )

@@ -14,6 +14,7 @@ d2lhub.hub.facts writes it where squid reads it.
 
 from __future__ import annotations
 
+import shlex
 from pathlib import Path
 
 from d2lhub.config import Classroom
@@ -104,8 +105,14 @@ def files(network: Network, listen: str, port: int, students: str, where: Path) 
 
 
 def command(squid: str, where: Path) -> list[str]:
-    """squid in the foreground (-N), its warnings on stderr (-d 1)."""
-    return [squid, "-N", "-d", "1", "-f", str(where / "squid.conf")]
+    """squid in the foreground (-N), its warnings on stderr (-d 1), under a shell that stops it.
+
+    squid drops root for its own user, and the kernel forgets a process's wish to die with its
+    parent when its user changes (the hub's services die with the hub: d2lhub.hub.servicerun).
+    The shell keeps that wish, and takes squid with it when it is told to go."""
+    squid_command = shlex.join([squid, "-N", "-d", "1", "-f", str(where / "squid.conf")])
+    stop = 'kill -TERM "$squid" 2>/dev/null; wait "$squid"; exit 0'
+    return ["/bin/sh", "-c", f"{squid_command} & squid=$!; trap '{stop}' TERM INT HUP; wait \"$squid\""]
 
 
 def student_environment(network: Network, proxy: str, hub_address: str) -> dict[str, str]:

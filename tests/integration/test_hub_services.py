@@ -17,7 +17,7 @@ from d2lhub.hub.servicerun import start_time
 from d2lhub.ops import hubprocess, services
 
 pytestmark = pytest.mark.integration
-MANAGED = {"idle-culler", "lecture-prestart"}
+MANAGED = {"idle-culler", "lecture-prestart", "egress-proxy"}  # the last: squid, network.egress: allowlist
 
 
 @pytest.fixture()

@@ -59,7 +59,9 @@ def test_hosts_and_files():
     assert egress.hosts_file(network) == "172.20.0.5 a.test\n10.1.2.3 mirror.campus\n"
     made = egress.files(network, "172.31.0.1", 8082, "172.31.0.0/16", WHERE)
     assert set(made) == {"squid.conf", "hosts", f"errors/{egress.DENY_PAGE}"}
-    assert egress.command("/usr/sbin/squid", WHERE) == ["/usr/sbin/squid", "-N", "-d", "1", "-f", f"{WHERE}/squid.conf"]
+    shell, flag, script = egress.command("/usr/sbin/squid", WHERE)
+    assert (shell, flag) == ("/bin/sh", "-c")
+    assert script.startswith(f"/usr/sbin/squid -N -d 1 -f {WHERE}/squid.conf & squid=$!; trap ")
 
 
 def test_students_are_pointed_at_the_proxy_only_under_allowlist():

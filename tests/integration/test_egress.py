@@ -188,7 +188,10 @@ def test_squid_accepts_its_config_and_runs_for_the_hub(allowlist_hub):
     assert parsed.returncode == 0, parsed.stderr[-2000:]
     assert not [line for line in parsed.stderr.splitlines() if "ERROR" in line or "FATAL" in line]
     record = json.loads((allowlist_hub.classroom.hub.state_dir / "services" / f"{egress.SERVICE}.json").read_text())
-    assert open(f"/proc/{record['pid']}/cmdline", "rb").read().split(b"\0")[0].endswith(b"squid")
+    children = open(f"/proc/{record['pid']}/task/{record['pid']}/children").read().split()  # squid, under its shell
+    commands = [open(f"/proc/{child}/cmdline", "rb").read().split(b"\0") for child in children]
+    assert [c[:2] for c in commands] == [[b"/usr/sbin/squid", b"-N"]], commands
+    assert commands[0][-2:] == [str(where / "squid.conf").encode(), b""]
 
 
 def test_student_reaches_the_allowed_host_by_name_and_pip_installs_from_it(allowlisted):
@@ -221,21 +224,30 @@ def test_a_host_not_listed_is_refused_fast_with_a_page_naming_the_policy(allowli
     assert time.monotonic() - started < 30, "pip should fail fast, not retry for minutes"
 
 
+def around_the_proxy(hub, outside: dict, gateway: str) -> dict[str, str]:
+    """Probes that set the proxy aside: each test host's address, a host's name, the proxy's and the hub's ports."""
+    return {
+        "allowed": f"connect('{outside[ALLOWED]}', 8080)",
+        "forbidden": f"connect('{outside[FORBIDDEN]}', 8080)",
+        "unproxied": f"fetch('http://{outside[ALLOWED]}:8080/', proxied=False)",
+        "by_name": f"fetch('http://{ALLOWED}:8080/', proxied=False)",
+        "proxy": f"connect('{gateway}', {egress_proxy_port(hub.classroom)})",
+        "hub": f"connect('{gateway}', {hub_api_port(hub.classroom)})",
+    }
+
+
+def assert_refused_by_the_egress_rule(tried: dict) -> None:
+    for name in ("allowed", "forbidden"):  # EHOSTUNREACH at once: the rule's ICMP answer, not a silent drop
+        assert not tried[name]["open"] and tried[name]["errno"] == 113 and tried[name]["seconds"] < 2, tried[name]
+    assert tried["unproxied"]["status"] is None and tried["by_name"]["status"] is None
+    assert tried["hub"]["open"]  # the server still talks to the hub
+
+
 def test_a_connection_around_the_proxy_is_refused(allowlist_hub, allowlisted, outside, docker_client):
     gateway, _, _ = rules_for(allowlist_hub, docker_client)
-    direct = probe(
-        allowlisted,
-        allowed=f"connect('{outside[ALLOWED]}', 8080)",
-        forbidden=f"connect('{outside[FORBIDDEN]}', 8080)",
-        unproxied=f"fetch('http://{outside[ALLOWED]}:8080/', proxied=False)",
-        by_name=f"fetch('http://{ALLOWED}:8080/', proxied=False)",
-        proxy=f"connect('{gateway}', {egress_proxy_port(allowlist_hub.classroom)})",
-    )
-    for name in ("allowed", "forbidden"):
-        assert not direct[name]["open"]
-        assert direct[name]["errno"] == 113 and direct[name]["seconds"] < 2, direct[name]  # EHOSTUNREACH: the egress rule
-    assert direct["unproxied"]["status"] is None and direct["by_name"]["status"] is None
-    assert direct["proxy"]["open"]
+    tried = probe(allowlisted, **around_the_proxy(allowlist_hub, outside, gateway))
+    assert_refused_by_the_egress_rule(tried)
+    assert tried["proxy"]["open"]
 
 
 def test_none_lets_nothing_leave(closed_hub, outside, docker_client):
@@ -247,17 +259,7 @@ def test_none_lets_nothing_leave(closed_hub, outside, docker_client):
     assert not (closed_hub.classroom.hub.state_dir / "services" / f"{egress.SERVICE}.json").exists()
     container = student_container(closed_hub, docker_client)
     code, env = run_in(container, "env")
-    assert "D2LHUB_EGRESS=none" in env and "HTTP_PROXY" not in env and "https_proxy" not in env
-    tried = probe(
-        container,
-        allowed=f"connect('{outside[ALLOWED]}', 8080)",
-        forbidden=f"connect('{outside[FORBIDDEN]}', 8080)",
-        by_name=f"fetch('http://{ALLOWED}:8080/')",
-        proxy=f"connect('{gateway}', {egress_proxy_port(closed_hub.classroom)})",
-        hub=f"connect('{gateway}', {hub_api_port(closed_hub.classroom)})",
-    )
-    for name in ("allowed", "forbidden"):
-        assert not tried[name]["open"] and tried[name]["errno"] == 113, tried[name]
-    assert tried["by_name"]["status"] is None
-    assert not tried["proxy"]["open"]
-    assert tried["hub"]["open"]  # the server still talks to the hub
+    assert code == 0 and "D2LHUB_EGRESS=none" in env and "HTTP_PROXY" not in env and "https_proxy" not in env
+    tried = probe(container, **around_the_proxy(closed_hub, outside, gateway))
+    assert_refused_by_the_egress_rule(tried)
+    assert not tried["proxy"]["open"]  # no proxy, and the host does not answer there

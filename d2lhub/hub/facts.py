@@ -1,9 +1,9 @@
 """What the machine says, gathered once when the hub starts: the I/O half of the hub's configuration.
 
 `gather` checks and prepares what the hub needs (free space, the images built from this
-checkout, the students' network and its packet rules, the data volume, the persistent
-secrets) and returns it as `Facts`; `d2lhub.hub.traits.apply` turns classroom.yaml plus
-those facts into JupyterHub's traits without touching the machine.
+checkout, the students' network and its packet rules, the egress proxy's files, the data
+volume, the persistent secrets) and returns it as `Facts`; `d2lhub.hub.traits.apply` turns
+classroom.yaml plus those facts into JupyterHub's traits without touching the machine.
 """
 
 from __future__ import annotations
@@ -72,8 +72,8 @@ def prepare_egress_proxy(classroom: Classroom, network, listen: str) -> tuple[st
         (where / name).write_text(text)
     for page in egress.SQUID_TEMPLATES.iterdir():  # squid's other error pages, as Debian ships them
         link = where / "errors" / page.name
-        if not link.exists():
-            link.symlink_to(page)
+        link.unlink(missing_ok=True)
+        link.symlink_to(page)
     for part in (egress.RUN_ROOT, where.parent, where, where / "errors"):
         part.chmod(0o755)  # squid reads them after dropping root
     return egress.proxy_url(listen, port), tuple(egress.command(squid, where))

@@ -15,6 +15,8 @@ import base64
 import hashlib
 import io
 import json
+import os
+import signal
 import subprocess
 import tarfile
 import time
@@ -182,16 +184,25 @@ def test_allowlist_rules_refuse_everything_out_but_the_proxy(allowlist_hub, dock
     assert host[-1].endswith("-j DROP")
 
 
-def test_squid_accepts_its_config_and_runs_for_the_hub(allowlist_hub):
+def squid_of(hub) -> int:
+    """The pid of the hub's squid (the recorded service is the shell around it)."""
+    record = json.loads((hub.classroom.hub.state_dir / "services" / f"{egress.SERVICE}.json").read_text())
+    children = open(f"/proc/{record['pid']}/task/{record['pid']}/children").read().split()
+    return int(children[0])
+
+
+def test_squid_accepts_its_config_and_runs_for_the_hub(allowlist_hub, docker_client):
     where = egress.folder(allowlist_hub.classroom)
+    gateway, _, _ = rules_for(allowlist_hub, docker_client)
+    port = egress_proxy_port(allowlist_hub.classroom)
+    listening = subprocess.run(["ss", "-Hltn", f"sport = :{port}"], capture_output=True, text=True, check=True).stdout
+    assert [line.split()[3] for line in listening.splitlines()] == [f"{gateway}:{port}"]  # the bridge's gateway only
     parsed = subprocess.run(["squid", "-k", "parse", "-f", str(where / "squid.conf")], capture_output=True, text=True)
     assert parsed.returncode == 0, parsed.stderr[-2000:]
     assert not [line for line in parsed.stderr.splitlines() if "ERROR" in line or "FATAL" in line]
-    record = json.loads((allowlist_hub.classroom.hub.state_dir / "services" / f"{egress.SERVICE}.json").read_text())
-    children = open(f"/proc/{record['pid']}/task/{record['pid']}/children").read().split()  # squid, under its shell
-    commands = [open(f"/proc/{child}/cmdline", "rb").read().split(b"\0") for child in children]
-    assert [c[:2] for c in commands] == [[b"/usr/sbin/squid", b"-N"]], commands
-    assert commands[0][-2:] == [str(where / "squid.conf").encode(), b""]
+    command = open(f"/proc/{squid_of(allowlist_hub)}/cmdline", "rb").read().split(b"\0")  # squid, under its shell
+    assert command[:2] == [b"/usr/sbin/squid", b"-N"], command
+    assert command[-2:] == [str(where / "squid.conf").encode(), b""]
 
 
 def test_student_reaches_the_allowed_host_by_name_and_pip_installs_from_it(allowlisted):
@@ -222,6 +233,28 @@ def test_a_host_not_listed_is_refused_fast_with_a_page_naming_the_policy(allowli
                           "--index-url", f"https://{FORBIDDEN}/simple", PACKAGE)
     assert code != 0 and "Tunnel connection failed: 403" in output, output
     assert time.monotonic() - started < 30, "pip should fail fast, not retry for minutes"
+
+
+def test_a_proxy_that_dies_is_started_again_by_the_hub(allowlist_hub, allowlisted):
+    first = squid_of(allowlist_hub)
+    os.kill(first, signal.SIGKILL)
+    deadline, again = time.monotonic() + 90, None
+    while time.monotonic() < deadline and again is None:
+        time.sleep(1)
+        try:
+            again = squid_of(allowlist_hub)
+        except (OSError, IndexError, ValueError):  # between the two: no shell, or no squid under it yet
+            continue
+        if again == first:
+            again = None
+    assert again, "the hub did not start its egress proxy again"
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        reached = probe(allowlisted, page=f"fetch('http://{ALLOWED}:8080/')")
+        if reached["page"]["status"] == 200:
+            break
+        time.sleep(1)
+    assert reached["page"]["status"] == 200, reached
 
 
 def around_the_proxy(hub, outside: dict, gateway: str) -> dict[str, str]:

@@ -23,6 +23,7 @@ from d2lhub.network import Network
 SERVICE = "egress-proxy"  # the hub's managed service that runs squid
 RUN_ROOT = Path("/run/d2lhub")  # squid reads its files after dropping to its own user: not in state_dir (0700)
 DENY_PAGE = "ERR_D2LHUB_EGRESS"  # squid's name for the page a refused request gets
+NOTHING = "nothing.invalid"  # the allow-list of an empty `allow` (.invalid names no real host, RFC 2606)
 SQUID_TEMPLATES = Path("/usr/share/squid/errors/templates")  # Debian's pages for squid's other errors
 
 
@@ -61,7 +62,7 @@ def squid_config(network: Network, listen: str, port: int, students: str, where:
 
     A host not listed is refused before squid resolves any name, so a refused request sends
     nothing anywhere (not even a DNS query a student could use to smuggle data out)."""
-    allowed = " ".join(network.allow) if network.allow else "."  # "." is no host name: nothing is allowed
+    allowed = " ".join(network.allow) or NOTHING
     return "\n".join([
         "# Written by d2lhub at each hub start (network.egress: allowlist); edits are overwritten.",
         f"http_port {listen}:{port}",

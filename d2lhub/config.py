@@ -9,13 +9,11 @@ file. Each field's `description` is what docs/admin.md says about its key
 
 from __future__ import annotations
 
-import re
 from ipaddress import IPv4Network
 from pathlib import Path
-from typing import Annotated, Literal
+from typing import Literal
 
 from pydantic import (
-    BeforeValidator,
     Field,
     ValidationError,
     field_validator,
@@ -23,30 +21,22 @@ from pydantic import (
 )
 
 # ConfigError is raised by load, so callers import it from here with the rest
-from d2lhub.configfile import ConfigError, Strict, describe, read_mapping
+from d2lhub.configfile import ConfigError, describe, read_mapping
+from d2lhub.deadlines_config import known_zone
+from d2lhub.limits import (
+    Grading,
+    Limits,
+    Strict,
+    home_default_off_this_host,
+    homes_here,
+)
+from d2lhub.lticonfig import Lti13, settings_for_kind
 from d2lhub.network import Network
+from d2lhub.sizes import ByteSize, parse_size  # noqa: F401 (parse_size: callers import it from here)
 
 NAME_PATTERN = r"^[a-z][a-z0-9_-]{0,31}$"
-SIZE_UNITS = {"": 1, "K": 1024, "M": 1024**2, "G": 1024**3, "T": 1024**4}
 
 
-def parse_size(value: object) -> int:
-    """Accept `2G`, `512M`, `1.5G` or a byte count, as Docker and Kubernetes users write them."""
-    if isinstance(value, bool):
-        raise ValueError("expected a size like 2G or 512M")
-    if isinstance(value, int):
-        size = value
-    else:
-        match = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*([KMGT]?)i?B?\s*", str(value), re.IGNORECASE)
-        if not match:
-            raise ValueError(f"expected a size like 2G or 512M, got {value!r}")
-        size = int(float(match.group(1)) * SIZE_UNITS[match.group(2).upper()])
-    if size <= 0:
-        raise ValueError(f"must be positive, got {value!r}")
-    return size
-
-
-ByteSize = Annotated[int, BeforeValidator(parse_size)]
 
 
 class Course(Strict):
@@ -72,6 +62,8 @@ class Course(Strict):
     )
     assignments: Path = Field(Path("assignments"), description="the exercises: nbgrader sources "
                               "(`source/<name>/`) and `nbgrader_config.py`")
+    timezone: str = Field("UTC", description="the IANA zone due dates are given and shown in (daylight saving "
+                          "included), e.g. Europe/Berlin; also prestart's unless it names its own")
 
     @field_validator("data")
     @classmethod
@@ -83,6 +75,11 @@ class Course(Strict):
         if duplicates:
             raise ValueError(f"{', '.join(duplicates)} listed twice")
         return names
+
+    @field_validator("timezone")
+    @classmethod
+    def zone(cls, name: str) -> str:
+        return known_zone(name)
 
     @field_validator("data_url", "gluon_repo")
     @classmethod
@@ -110,6 +107,11 @@ class Hub(Strict):
         "(`up`, `roster import`, `assignment ...`, `course build`, `restore`) and spawns refuse, naming the folder"
     )
     https: Https | None = Field(None, description="serve HTTPS with this certificate; unset: plain HTTP")
+    homes_size: ByteSize = Field(
+        parse_size("20G"), description="size of the btrfs file system holding students' homes and the "
+        "submissions (`state_dir/homes`): made in a sparse file `state_dir/homes.btrfs` unless a btrfs is "
+        "mounted there; it must fit in the free space of state_dir's disk"
+    )
 
 
 class Account(Strict):
@@ -121,10 +123,11 @@ class Account(Strict):
 
 
 class Auth(Strict):
-    kind: Literal["native"] = Field("native", description="passwords kept (bcrypt) in the hub's database")
+    kind: Literal["native", "lti13"] = Field("native", description="native: passwords (bcrypt) in the hub's database; lti13: LMS launch")
     open_signup: bool = Field(False, description="let anyone create an account (an admin still approves it)")
     accounts: tuple[Account, ...] = Field((), description="the accounts the hub creates; a real class imports "
                                           "its roster (`d2lhub roster import`)")
+    lti13: Lti13 | None = Field(None, description="the LMS students launch from, when kind is lti13")
 
     @field_validator("accounts")
     @classmethod
@@ -135,6 +138,10 @@ class Auth(Strict):
                 raise ValueError(f"user {account.name!r} is listed twice")
             seen.add(account.name)
         return accounts
+
+    @model_validator(mode="after")
+    def kind_settings(self) -> Auth:
+        return settings_for_kind(self)
 
 
 class Image(Strict):
@@ -157,12 +164,6 @@ class Images(Strict):
         Image(name="d2lhub/student-gpu", context=Path("images/student-gpu")),
         description="the GPU variant: images/student's Dockerfile with this folder's lock; built only when a profile uses it",
     )
-
-
-class Limits(Strict):
-    cpu: float = Field(1.0, gt=0, description="CPU cores per student server")
-    memory: ByteSize = Field(parse_size("3G"), description="memory per student server")
-    pids: int = Field(1024, ge=64, description="processes per student server (stops fork bombs)")
 
 
 class Profile(Strict):
@@ -215,8 +216,8 @@ class Prestart(Strict):
         description="cron lines (minute hour day-of-month month day-of-week, an optional sixth field for "
         "seconds), in `timezone`: when to start the servers, e.g. `50 8 * * mon,wed` for 9:00 lectures",
     )
-    timezone: str = Field("UTC", description="the IANA zone the schedule is read in (daylight saving "
-                          "included), e.g. Europe/Berlin")
+    timezone: str | None = Field(None, description="the IANA zone the schedule is read in (daylight saving "
+                                 "included), e.g. Europe/Berlin; default: `course.timezone`")
     group: str | None = Field(None, description="whose servers (default: the course's students)")
     parallel: int = Field(0, ge=0, description="servers starting at once (0: one per core)")
     notebook: str | None = Field(
@@ -240,14 +241,8 @@ class Prestart(Strict):
 
     @field_validator("timezone")
     @classmethod
-    def known_zone(cls, name: str) -> str:
-        from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
-
-        try:
-            ZoneInfo(name)
-        except (ZoneInfoNotFoundError, ValueError):
-            raise ValueError(f"unknown time zone {name!r} (an IANA name such as Europe/Berlin)") from None
-        return name
+    def zone(cls, name: str | None) -> str | None:
+        return name and known_zone(name)
 
 
 class Spawner(Strict):
@@ -256,7 +251,11 @@ class Spawner(Strict):
         pattern=r"^[a-z0-9][a-z0-9_.-]{0,40}$",
         description="names and labels the network, containers and volumes of this hub",
     )
-    uid_base: int = Field(20000, ge=1001, description="a student's uid is uid_base + hub user id")
+    uid_base: int = Field(
+        20000, ge=1001,
+        description="students' uids are handed out above it, once per name, kept in state_dir/uids.json and never "
+        "reused (an existing home volume's uid is kept); also the graders' group id",
+    )
     docker_workers: int = Field(8, ge=1, le=64, description="Docker calls run in parallel, at most this many")
     firewall: bool = Field(True, description="fence student containers in with iptables: no private ranges, no "
                            "cloud metadata, only the hub's API port on the host, and network.egress "
@@ -282,18 +281,6 @@ class Spawner(Strict):
     )
 
 
-class Grading(Strict):
-    """Caps of the throwaway containers that run student submissions at autograde."""
-
-    jobs: int = Field(0, ge=0, le=64, description="submissions executed at once; 0 means one per CPU core")
-    cell_timeout: int = Field(60, ge=1, description="seconds one cell may run before it is interrupted")
-    wall_clock: int = Field(600, ge=10, description="seconds a whole submission may run before its container is killed")
-    memory: ByteSize = Field(parse_size("1G"), description="memory of one grading container")
-    cpu: float = Field(1.0, gt=0, description="CPU cores of one grading container")
-    pids: int = Field(128, ge=32, description="processes of one grading container (stops fork bombs)")
-    output_limit: ByteSize = Field(parse_size("1M"), description="notebook output kept per submission; the rest is dropped")
-
-
 class Classroom(Strict):
     course: Course = Field(Course(), description="the course: its name on the hub's pages, its chapters, data and exercises")
     hub: Hub = Field(Hub(), description="where the hub listens and keeps its state")
@@ -312,6 +299,11 @@ class Classroom(Strict):
     grading: Grading = Field(Grading(), description="caps of the containers that autograde submissions")
     network: Network = Field(Network(), description="what students' servers may reach outside the classroom")
 
+    @model_validator(mode="before")
+    @classmethod
+    def home_default(cls, data: object) -> object:
+        return home_default_off_this_host(data)
+
     @model_validator(mode="after")
     def profiles_unique(self) -> Classroom:
         names = [p.name for p in self.profiles]
@@ -327,6 +319,14 @@ class Classroom(Strict):
             fallback = next((p for p in self.profiles if p.name == self.gpus.fallback_profile), None)
             if fallback is None or fallback.gpus:
                 raise ValueError(f"gpus.fallback_profile: {self.gpus.fallback_profile!r} is not a profile without GPUs")
+        homes = [p.name for p in self.profiles if self.limits_for(p).home]
+        if homes and not homes_here(self.spawner.kind, self.spawner.volume_driver, self.spawner.volume_options):
+            raise ValueError(
+                f"limits.home: a home limit (profiles {', '.join(homes)}) needs spawner.kind: docker, "
+                "spawner.volume_driver: local and no volume_options (homes on this host's btrfs); set limits.home: null"
+            )
+        if self.grading.max_submission > self.grading.inbound_size:
+            raise ValueError("grading.max_submission is larger than grading.inbound_size")
         if gpu_profiles and self.gpus.when_full == "queue" and self.gpus.queue_timeout > self.hub.start_timeout - 10:
             raise ValueError(
                 f"gpus.queue_timeout: {self.gpus.queue_timeout} leaves the server no time to start; "

@@ -9,13 +9,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import yaml
-from pydantic import BaseModel, ConfigDict, ValidationError
-
-
-class Strict(BaseModel):
-    """A section of classroom.yaml: unknown keys are errors (a typo stops start-up), values are frozen."""
-
-    model_config = ConfigDict(extra="forbid", frozen=True)
+from pydantic import ValidationError
 
 
 class ConfigError(Exception):

@@ -16,7 +16,7 @@ from typing import Literal
 
 from pydantic import Field, field_validator
 
-from d2lhub.configfile import Strict
+from d2lhub.limits import Strict
 
 LABEL = r"[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?"
 HOST_NAME = re.compile(rf"{LABEL}(?:\.{LABEL})*")

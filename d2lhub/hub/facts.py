@@ -2,8 +2,9 @@
 
 `gather` checks and prepares what the hub needs (free space, the images built from this
 checkout, the students' network and its packet rules, the egress proxy's files, the data
-volume, the persistent secrets) and returns it as `Facts`; `d2lhub.hub.traits.apply` turns
-classroom.yaml plus those facts into JupyterHub's traits without touching the machine.
+volume, the uid registry seeded from the home volumes, the persistent secrets) and returns it
+as `Facts`; `d2lhub.hub.traits.apply` turns classroom.yaml plus those facts into JupyterHub's
+traits without touching the machine.
 """
 
 from __future__ import annotations
@@ -14,9 +15,11 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
-from d2lhub import diskspace, engine, state, studentimage
+import requests
+
+from d2lhub import diskspace, engine, identity, ltistate, state, studentimage
 from d2lhub.config import Classroom
-from d2lhub.hub import dbfull, egress, firewall
+from d2lhub.hub import dbfull, egress, firewall, homes
 
 
 @dataclass(frozen=True)
@@ -95,6 +98,22 @@ def student_network(client, classroom: Classroom):
     return network, address
 
 
+class PlatformError(Exception):
+    """The LMS of `auth.lti13` does not give its keys; names the key to fix."""
+
+
+def check_lti_platform(classroom: Classroom) -> None:
+    """The LMS's key set answers: launches are checked against it, so a wrong URL stops the start."""
+    url = classroom.auth.lti13.jwks_url
+    try:
+        keys = requests.get(url, timeout=10).json()["keys"]
+    except (requests.RequestException, ValueError, KeyError, TypeError) as exc:
+        raise PlatformError(f"auth.lti13.jwks_url: {url} gives no key set ({exc.__class__.__name__}); "
+                            "check the LMS's settings") from None
+    if not keys:
+        raise PlatformError(f"auth.lti13.jwks_url: {url} lists no keys")
+
+
 def use_curl_for_proxy_calls() -> None:
     """The hub's many proxy-API calls go through curl (zero-to-jupyterhub's habit)."""
     try:
@@ -111,6 +130,9 @@ def gather(classroom: Classroom, config_file: Path) -> Facts:
     folder.mkdir(parents=True, exist_ok=True)
     diskspace.check(classroom, "start the hub")  # raises DiskFull: the hub does not start on a full disk
     dbfull.explain_disk_full(folder)
+    if classroom.auth.kind == "lti13":
+        check_lti_platform(classroom)
+        ltistate.ensure_key(folder)  # the tool's signing key (0600), made on the first start
     client = engine.docker_client()
     images = {key: studentimage.built_image(classroom, client, key) for key in studentimage.images_in_use(classroom)}
     network, hub_address = student_network(client, classroom)
@@ -118,6 +140,8 @@ def gather(classroom: Classroom, config_file: Path) -> Facts:
         firewall.apply(**firewall_inputs(classroom, network.id))
     proxy, proxy_command = prepare_egress_proxy(classroom, network, hub_address)
     engine.ensure_data_volume(client, classroom)  # mounted read-only by every server, filled by `course data`
+    homes.ensure_filesystem(client, classroom)  # students' homes and the submissions, each with its limit
+    identity.seed(classroom, client)  # uids the home volumes record, for names the registry lacks (a lost state folder)
     use_curl_for_proxy_calls()
     return Facts(
         config_file=config_file,

@@ -19,6 +19,7 @@ from d2lhub.grading.layout import group_names
 from d2lhub.hub import egress
 from d2lhub.hub.auth import ClassroomAuthenticator
 from d2lhub.hub.facts import Facts
+from d2lhub.hub.lti import ClassroomLTI13Authenticator
 from d2lhub.hub.spawner import ClassroomSpawner
 from d2lhub.hub.swarmspawner import ClassroomSwarmSpawner
 from d2lhub.studentimage import DATA_MOUNT, HOME
@@ -96,8 +97,28 @@ def apply_hub(c, classroom: Classroom, facts: Facts) -> None:
     c.JupyterHub.services, c.JupyterHub.load_roles = services_and_roles(classroom, facts)
 
 
+def apply_lti13(c, classroom: Classroom) -> None:
+    """Sign-in by launch from the LMS: jupyterhub-ltiauthenticator's tool, checked against auth.lti13."""
+    lti = classroom.auth.lti13
+    c.JupyterHub.authenticator_class = ClassroomLTI13Authenticator
+    c.LTI13Authenticator.issuer = lti.issuer
+    c.LTI13Authenticator.client_id = {lti.client_id}
+    c.LTI13Authenticator.authorize_url = lti.auth_login_url
+    c.LTI13Authenticator.jwks_endpoint = lti.jwks_url
+    c.LTI13Authenticator.uri_scheme = "https" if classroom.hub.https else "http"
+    c.LTI13Authenticator.tool_name = classroom.course.name
+    c.ClassroomLTI13Authenticator.settings = lti.model_dump()
+    c.ClassroomLTI13Authenticator.state_dir = str(classroom.hub.state_dir)
+    c.ClassroomLTI13Authenticator.course_groups = group_names(classroom)
+    c.Authenticator.allow_all = True  # the launch's deployment, context and roles decide (ClassroomLTI13Authenticator)
+
+
 def apply_auth(c, classroom: Classroom, facts: Facts) -> None:
     accounts = classroom.auth.accounts
+    c.Authenticator.admin_users = {a.name for a in accounts if a.role == "admin"}
+    c.JupyterHub.load_groups = groups(classroom)
+    if classroom.auth.kind == "lti13":
+        return apply_lti13(c, classroom)
     c.JupyterHub.authenticator_class = ClassroomAuthenticator
     c.ClassroomAuthenticator.seed_passwords = facts.passwords
     c.ClassroomAuthenticator.roster_hashes_file = str(classroom.hub.state_dir / state.ROSTER_HASHES_FILE)
@@ -105,8 +126,6 @@ def apply_auth(c, classroom: Classroom, facts: Facts) -> None:
     c.NativeAuthenticator.minimum_password_length = 8
     c.Authenticator.allow_all = True  # NativeAuthenticator admits only approved accounts
     c.Authenticator.allowed_users = {a.name for a in accounts if a.role != "admin"}
-    c.Authenticator.admin_users = {a.name for a in accounts if a.role == "admin"}
-    c.JupyterHub.load_groups = groups(classroom)
 
 
 def apply_spawner(c, classroom: Classroom, facts: Facts) -> None:

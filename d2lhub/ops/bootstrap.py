@@ -20,7 +20,7 @@ from pathlib import Path
 import docker
 import docker.errors
 
-from d2lhub import labels
+from d2lhub import homefs, labels
 from d2lhub.config import Classroom
 from d2lhub.engine import (
     EngineError,
@@ -29,6 +29,7 @@ from d2lhub.engine import (
     ensure_network,
     has_image,
 )
+from d2lhub.hub import homes
 from d2lhub.hub.facts import find_squid
 from d2lhub.studentimage import build_args, image_inputs, images_in_use, student_image
 
@@ -211,9 +212,21 @@ def ensure_images(client: docker.DockerClient, classroom: Classroom, say: Say = 
 def ensure_all(classroom: Classroom, say: Say = _default_say) -> dict[str, str]:
     """Everything a hub needs; returns the student image tags by key."""
     client = ensure_engine(classroom.hub.state_dir, say=say)
+    ensure_homes(client, classroom, say=say)  # first: a home limit the host cannot keep stops here
     ensure_proxy(say=say)
     ensure_egress_proxy(classroom, say=say)
     ensure_base_image(client, classroom, say=say)
     tags = ensure_images(client, classroom, say=say)
     ensure_network(client, classroom.spawner.instance, classroom.spawner.instance)
     return tags
+
+
+def ensure_homes(client: docker.DockerClient, classroom: Classroom, say: Say = _default_say) -> None:
+    """The homes file system with its quotas (btrfs-progs installed when missing); refuses, with the reason,
+    a limits.home this host cannot keep."""
+    if homefs.enabled(classroom) and shutil.which("mkfs.btrfs") is None and can_install_packages():
+        apt_install("btrfs-progs", say=say)
+    try:
+        homes.ensure_filesystem(client, classroom, say)
+    except homefs.QuotaError as error:
+        raise BootstrapError(str(error)) from None

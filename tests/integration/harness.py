@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import shutil
 import socket
+import subprocess
 import time
 import uuid
 from datetime import datetime, timezone
@@ -110,10 +111,12 @@ def write_classroom(folder: Path, **overrides) -> Path:
         "course": {"id": "d2l", "name": "D2L test course", "term": "Test term", "help_url": "http://127.0.0.1/help",
                    "source": str(REPO / "course"),
                    "assignments": str(REPO / "assignments")},
-        "hub": {"port": free_port_block(), "state_dir": str(folder / "state")},
         "auth": {"accounts": [{"name": n, "role": ROLES[n], "password": p} for n, p in ACCOUNTS.items()]},
         "images": {"student": {"name": "d2lhub/student", "context": str(REPO / "images/student")}},
-        "limits": {"cpu": 1.0, "memory": "2G"},
+        # Homes on a small btrfs of their own (made at hub start, in a sparse file under state/).
+        "hub": {"port": free_port_block(), "state_dir": str(folder / "state"), "homes_size": "256M"},
+        "limits": {"cpu": 1.0, "memory": "2G", "home": "64M"},
+        "grading": {"inbound_size": "32M", "max_submission": "8M"},
         "culling": {"enabled": False},
         "spawner": {"instance": instance},
     }
@@ -148,6 +151,21 @@ class RunningHub:
         return browser
 
 
+def roster_student(hub: RunningHub, folder: Path, name: str):
+    """One more student, through `d2lhub roster import` as an instructor adds one, signed in."""
+    from hubclient import Browser
+    from test_cli import d2lhub
+
+    roster = folder / f"{name}.csv"
+    roster.write_text(f"username,first name,last name,email,role\n{name},New,Student,,student\n")
+    d2lhub("roster", "import", str(roster), "--config", str(hub.path))
+    rows = (hub.classroom.hub.state_dir / "roster-passwords.csv").read_text().splitlines()
+    password = next(line.split(",", 1)[1] for line in rows if line.startswith(f"{name},"))
+    browser = Browser(hub.url)
+    assert browser.login(name, password).status_code == 302, f"sign-in of {name} failed"
+    return browser
+
+
 def launched_hub(folder: Path, docker_client, **overrides):
     """A hub of its own, started now; yields it, then stops it and removes all it made."""
     running = RunningHub(write_classroom(folder, **overrides))
@@ -159,3 +177,42 @@ def launched_hub(folder: Path, docker_client, **overrides):
         running.stop()
         instance = running.classroom.spawner.instance
         remove_labelled(docker_client, lambda value: value == instance)
+        unmount_under(running.classroom.hub.state_dir)
+
+
+def unmount_under(folder: Path) -> None:
+    """Unmount what a test's hub mounted under `folder` (the homes file system, the submissions' bind),
+    deepest first; a loop-mounted file system's loop device goes with it."""
+    folder = str(Path(folder).resolve())
+    points = {line.split(" ")[4].replace("\\040", " ") for line in Path("/proc/self/mountinfo").read_text().splitlines()}
+    for point in sorted((p for p in points if p == folder or p.startswith(folder + "/")), key=len, reverse=True):
+        if subprocess.run(["umount", point], capture_output=True).returncode != 0:
+            subprocess.run(["umount", "-l", point], check=False)
+
+
+def server_uid(docker_client, classroom, name: str) -> int:
+    """The uid the student's running server runs as (its container's user)."""
+    instance = classroom.spawner.instance
+    found = docker_client.containers.list(filters={"label": [f"{labels.INSTANCE}={instance}", f"{labels.USER}={name}"]})
+    assert len(found) == 1, f"expected one running server of {name}, found {[c.name for c in found]}"
+    return int(found[0].attrs["Config"]["User"].split(":")[0])
+
+
+def roster_password(classroom, name: str) -> str:
+    """The password `roster import` generated for `name`."""
+    rows = (classroom.hub.state_dir / "roster-passwords.csv").read_text().splitlines()
+    return next(line.split(",", 1)[1] for line in reversed(rows) if line.startswith(f"{name},"))
+
+
+def leave_proof(hub, docker_client, names, text: str) -> dict[str, int]:
+    """Each student in turn signs in, starts their server, writes `proof.txt` (`text` with their name
+    in it) and stops; returns the uid each server ran as."""
+    uids = {}
+    for name in names:
+        browser = hub.browser(name)
+        browser.spawn()
+        browser.open_server()
+        browser.write_file("proof.txt", text.format(name=name))
+        uids[name] = server_uid(docker_client, hub.classroom, name)
+        browser.stop()
+    return uids

@@ -42,7 +42,7 @@ class Network(Strict):
         PACKAGE_INDEX,
         description="under allowlist, the host names students may reach (any port over http, 443 over https); "
         "a leading dot takes the subdomains too (`.example.org`: example.org and www.example.org). The default "
-        "is the package index, so `pip install` works",
+        "is the package index, so pip can fetch packages",
     )
     hosts: dict[str, IPv4Address] = Field(
         {},

@@ -52,8 +52,8 @@ screenshots: images proxy $(CHROMIUM) ## rewrite docs/img from the browser tests
 bench: images ## measure spawn, class start, memory, images; writes docs/benchmarks.md
 	$(PY) bench/run.py $(BENCH_ARGS)
 
-proxy: $(VENV)/.installed ## install configurable-http-proxy (npm) when missing
-	$(PY) -c 'from d2lhub.ops.bootstrap import ensure_proxy; ensure_proxy()'
+proxy: $(VENV)/.installed ## install configurable-http-proxy (npm) and squid (Debian) when missing
+	$(PY) -c 'from d2lhub.ops.bootstrap import ensure_proxy, ensure_egress_proxy; ensure_proxy(); ensure_egress_proxy()'
 
 docs: $(VENV)/.installed ## regenerate the classroom.yaml and CLI references in docs/
 	$(PY) -m d2lhub.cli.reference --write

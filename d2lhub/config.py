@@ -31,8 +31,8 @@ from d2lhub.limits import (
     home_default_off_this_host,
     homes_here,
 )
+from d2lhub.network import Network
 from d2lhub.sizes import ByteSize, parse_size  # noqa: F401 (parse_size: callers import it from here)
-
 
 
 class Course(Strict):
@@ -91,7 +91,7 @@ class Https(Strict):
 class Hub(Strict):
     ip: str = Field("127.0.0.1", description="the address people reach the hub (the proxy) at")
     port: int = Field(8000, ge=1, le=65535, description="the port people reach; `port+1` is the proxy's API, "
-                      "`port+81` the hub's")
+                      "`port+81` the hub's, `port+82` the students' egress proxy")
     state_dir: Path = Field(Path(".d2lhub"), description="database, secrets, generated passwords, built "
                             "course, logs: back it up")
     db_url: str | None = Field(None, description="a PostgreSQL URL for production; SQLite in state_dir when unset")
@@ -224,7 +224,8 @@ class Spawner(Strict):
     )
     docker_workers: int = Field(8, ge=1, le=64, description="Docker calls run in parallel, at most this many")
     firewall: bool = Field(True, description="fence student containers in with iptables: no private ranges, no "
-                           "cloud metadata, only the hub's API port on the host (needs root on the host)")
+                           "cloud metadata, only the hub's API port on the host, and network.egress "
+                           "(needs root on the host)")
     kind: Literal["docker", "swarm"] = Field(
         "docker", description="docker: containers on this host; swarm: services on the Swarm this engine manages"
     )
@@ -262,6 +263,7 @@ class Classroom(Strict):
     spawner: Spawner = Field(Spawner(), description="how and where students' servers run")
     gpus: Gpus = Field(Gpus(), description="the GPUs and how they are shared")
     grading: Grading = Field(Grading(), description="caps of the containers that autograde submissions")
+    network: Network = Field(Network(), description="what students' servers may reach outside the classroom")
 
     @model_validator(mode="before")
     @classmethod
@@ -296,6 +298,13 @@ class Classroom(Strict):
                 f"gpus.queue_timeout: {self.gpus.queue_timeout} leaves the server no time to start; "
                 f"keep it at least 10 below hub.start_timeout ({self.hub.start_timeout})"
             )
+        return self
+
+    @model_validator(mode="after")
+    def egress_needs_firewall(self) -> Classroom:
+        if self.network.egress != "open" and not self.spawner.firewall:
+            raise ValueError(f"network.egress: {self.network.egress} is kept by the packet rules: it needs "
+                             "spawner.firewall: true (or set network.egress: open)")
         return self
 
     def resolve(self, base: Path) -> Classroom:

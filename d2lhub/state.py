@@ -91,6 +91,11 @@ def hub_api_port(classroom: Classroom) -> int:
     return classroom.hub.port + 81
 
 
+def egress_proxy_port(classroom: Classroom) -> int:
+    """Where students' servers reach the egress proxy (network.egress: allowlist), beside the hub's API."""
+    return classroom.hub.port + 82
+
+
 def proxy_api_url(classroom: Classroom) -> str:
     return f"http://127.0.0.1:{classroom.hub.port + 1}"
 

@@ -18,7 +18,7 @@ import sys
 import types
 import typing
 from dataclasses import dataclass
-from ipaddress import IPv4Network
+from ipaddress import IPv4Address, IPv4Network
 from pathlib import Path
 
 import typer
@@ -84,7 +84,7 @@ def model_in(annotation) -> tuple[type[BaseModel] | None, bool]:
 def type_name(annotation) -> str:
     """An annotation in an admin's words."""
     names = {str: "string", int: "integer", float: "number", bool: "true/false", Path: "path",
-             IPv4Network: "IPv4 network"}
+             IPv4Network: "IPv4 network", IPv4Address: "IPv4 address"}
     if annotation in names:
         return names[annotation]
     if isinstance(annotation, type) and issubclass(annotation, BaseModel):

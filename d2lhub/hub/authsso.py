@@ -19,7 +19,13 @@ from tornado.httpclient import HTTPClientError
 from traitlets import Dict, List, Unicode
 
 from d2lhub.hub import authjwt
-from d2lhub.hub.authroles import claim_values, hub_membership, may_sign_in, refusal, roles_from_groups
+from d2lhub.hub.authroles import (
+    claim_values,
+    hub_membership,
+    may_sign_in,
+    refusal,
+    roles_from_groups,
+)
 
 ALLOWED = "d2lhub_allowed"  # set on the auth model by classroom_model, read by check_allowed
 CODE_REFUSED = ("The provider refused this sign-in's code (it expired, was used already, or is not one it "

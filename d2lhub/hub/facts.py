@@ -1,10 +1,10 @@
 """What the machine says, gathered once when the hub starts: the I/O half of the hub's configuration.
 
 `gather` checks and prepares what the hub needs (free space, the images built from this
-checkout, the students' network and its packet rules, the data volume, the uid registry
-seeded from the home volumes, the persistent secrets) and returns it as `Facts`;
-`d2lhub.hub.traits.apply` turns classroom.yaml plus those facts into JupyterHub's traits
-without touching the machine.
+checkout, the students' network and its packet rules, the egress proxy's files, the data
+volume, the uid registry seeded from the home volumes, the persistent secrets) and returns it
+as `Facts`; `d2lhub.hub.traits.apply` turns classroom.yaml plus those facts into JupyterHub's
+traits without touching the machine.
 """
 
 from __future__ import annotations
@@ -22,7 +22,7 @@ import requests
 from d2lhub import diskspace, engine, identity, ltistate, state, studentimage
 from d2lhub.authconfig import Secret
 from d2lhub.config import Classroom, ConfigError
-from d2lhub.hub import dbfull, firewall, homes
+from d2lhub.hub import dbfull, egress, firewall, homes
 
 
 @dataclass(frozen=True)
@@ -39,6 +39,8 @@ class Facts:
     passwords: dict[str, str]  # the accounts classroom.yaml lists -> their (kept) passwords
     python: str = sys.executable  # runs the hub's services
     sign_in: dict[str, str] = field(default_factory=dict)  # what auth.kind needs: secrets, the provider's endpoints
+    egress_proxy: str = ""  # network.egress: allowlist: the proxy students' servers go through
+    egress_command: tuple[str, ...] = ()  # ... and the command that runs it (a managed service)
 
 
 def read_secret(classroom: Classroom, secret: Secret, key: str) -> str:
@@ -112,7 +114,39 @@ def firewall_inputs(classroom: Classroom, network_id: str) -> dict:
         "hub_port": state.hub_api_port(classroom),
         "blocked": tuple(str(n) for n in classroom.spawner.blocked_networks),
         "apart": classroom.spawner.kind == "swarm",
+        "egress": classroom.network.egress,
+        "proxy_port": state.egress_proxy_port(classroom),
     }
+
+
+def find_squid() -> str | None:
+    """Debian's squid (in /usr/sbin, which a non-root PATH may lack)."""
+    return shutil.which("squid") or shutil.which("squid", path="/usr/sbin:/sbin")
+
+
+def prepare_egress_proxy(classroom: Classroom, network, listen: str) -> tuple[str, tuple[str, ...]]:
+    """Under network.egress: allowlist, write squid's files (d2lhub.hub.egress) and return the proxy's
+    URL and the command that runs it; ("", ()) under none and open."""
+    if classroom.network.egress != "allowlist":
+        return "", ()
+    squid = find_squid()
+    if squid is None:
+        raise engine.EngineError("network.egress: allowlist needs squid, the proxy students go through: "
+                                 "`make up` installs it (Debian: apt-get install squid)")
+    subnets = [c["Subnet"] for c in network.attrs.get("IPAM", {}).get("Config") or [] if c.get("Subnet")]
+    if not subnets:
+        raise engine.EngineError(f"network {network.name} has no subnet: cannot tell squid who the students are")
+    where, port = egress.folder(classroom), state.egress_proxy_port(classroom)
+    for name, text in egress.files(classroom.network, listen, port, " ".join(subnets), where).items():
+        (where / name).parent.mkdir(parents=True, exist_ok=True, mode=0o755)
+        (where / name).write_text(text)
+    for page in egress.SQUID_TEMPLATES.iterdir():  # squid's other error pages, as Debian ships them
+        link = where / "errors" / page.name
+        link.unlink(missing_ok=True)
+        link.symlink_to(page)
+    for part in (egress.RUN_ROOT, where.parent, where, where / "errors"):
+        part.chmod(0o755)  # squid reads them after dropping root
+    return egress.proxy_url(listen, port), tuple(egress.command(squid, where))
 
 
 def student_network(client, classroom: Classroom):
@@ -172,6 +206,7 @@ def gather(classroom: Classroom, config_file: Path) -> Facts:
     network, hub_address = student_network(client, classroom)
     if classroom.spawner.firewall:
         firewall.apply(**firewall_inputs(classroom, network.id))
+    proxy, proxy_command = prepare_egress_proxy(classroom, network, hub_address)
     engine.ensure_data_volume(client, classroom)  # mounted read-only by every server, filled by `course data`
     homes.ensure_filesystem(client, classroom)  # students' homes and the submissions, each with its limit
     identity.seed(classroom, client)  # uids the home volumes record, for names the registry lacks (a lost state folder)
@@ -186,4 +221,6 @@ def gather(classroom: Classroom, config_file: Path) -> Facts:
         cli_token=state.cli_token(classroom),
         passwords=state.account_passwords(classroom) if classroom.auth.kind == "native" else {},
         sign_in=sign_in,
+        egress_proxy=proxy,
+        egress_command=proxy_command,
     )

@@ -16,6 +16,7 @@ from d2lhub import state
 from d2lhub.config import Classroom
 from d2lhub.diskspace import full_message
 from d2lhub.grading.layout import group_names
+from d2lhub.hub import egress
 from d2lhub.hub.auth import ClassroomAuthenticator
 from d2lhub.hub.authsso import ClassroomLDAPAuthenticator, ClassroomOAuthenticator
 from d2lhub.hub.facts import Facts
@@ -46,7 +47,8 @@ def managed(classroom: Classroom, facts: Facts, name: str, command: list[str]) -
 
 
 def services_and_roles(classroom: Classroom, facts: Facts) -> tuple[list[dict], list[dict]]:
-    """The hub's services (the CLI's token, the idle culler, the lecture schedule) and their roles."""
+    """The hub's services (the CLI's token, the idle culler, the lecture schedule, the students'
+    egress proxy) and their roles."""
     services = [{"name": state.CLI_SERVICE, "api_token": facts.cli_token}]
     roles = [{"name": state.CLI_SERVICE, "scopes": CLI_SCOPES, "services": [state.CLI_SERVICE]}]
     culling = classroom.culling
@@ -59,6 +61,8 @@ def services_and_roles(classroom: Classroom, facts: Facts) -> tuple[list[dict], 
         services.append(managed(classroom, facts, "lecture-prestart", [
             facts.python, "-m", "d2lhub.cli", "prestart", "--on-schedule", "--config", str(facts.config_file),
         ]))
+    if facts.egress_command:
+        services.append(managed(classroom, facts, egress.SERVICE, list(facts.egress_command)))
     return services, roles
 
 
@@ -216,7 +220,11 @@ def apply_spawner(c, classroom: Classroom, facts: Facts) -> None:
     c.Spawner.default_url = "/lab/tree/d2l"
     c.Spawner.start_timeout = classroom.hub.start_timeout
     c.Spawner.http_timeout = classroom.hub.start_timeout
-    c.Spawner.environment = {"D2LHUB_COURSE": classroom.course.id, "MXNET_HOME": f"{DATA_MOUNT}/mxnet"}
+    c.Spawner.environment = {
+        "D2LHUB_COURSE": classroom.course.id,
+        "MXNET_HOME": f"{DATA_MOUNT}/mxnet",
+        **egress.student_environment(classroom.network, facts.egress_proxy, facts.hub_address),
+    }
 
 
 def apply(c, classroom: Classroom, facts: Facts) -> None:

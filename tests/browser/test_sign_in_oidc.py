@@ -17,8 +17,8 @@ import yaml
 from harness import RunningHub, launched_hub, write_classroom
 from identity import oidc_provider
 from pages import SPAWN_TIMEOUT_MS, screenshot
-from test_cli import d2lhub
 from playwright.sync_api import expect
+from test_cli import d2lhub
 
 from d2lhub import hubapi, state
 from d2lhub.grading import workflow as grading

@@ -3,6 +3,7 @@ named and labelled per run and cleaned up by label."""
 
 from __future__ import annotations
 
+import shutil
 import socket
 import subprocess
 import time
@@ -16,7 +17,7 @@ import yaml
 from d2lhub import config, labels
 from d2lhub.course.build import build_course
 from d2lhub.grading import layout
-from d2lhub.hub import firewall
+from d2lhub.hub import egress, firewall
 from d2lhub.ops import hubprocess
 from d2lhub.state import course_dir, public_url
 
@@ -33,15 +34,15 @@ ROLES = {"student1": "student", "student2": "student", "teacher": "instructor", 
 
 
 def free_port_block() -> int:
-    """A port p with p, p+1 (proxy API) and p+81 (hub API) all free."""
+    """A port p with p, p+1 (proxy API), p+81 (hub API) and p+82 (egress proxy) all free."""
     for _ in range(200):
         with socket.socket() as probe:
             probe.bind(("127.0.0.1", 0))
             port = probe.getsockname()[1]
-        if port + 81 > 65535:
+        if port + 82 > 65535:
             continue
         try:
-            for offset in (1, 81):
+            for offset in (1, 81, 82):
                 with socket.socket() as probe:
                     probe.bind(("127.0.0.1", port + offset))
             return port
@@ -90,6 +91,7 @@ def remove_labelled(client, instance_filter, cutoff: datetime | None = None) -> 
                         raise
                     time.sleep(0.5)
             firewall.remove(network.attrs["Labels"][labels.INSTANCE])
+            shutil.rmtree(egress.RUN_ROOT / network.attrs["Labels"][labels.INSTANCE], ignore_errors=True)
 
 
 def place_collected(classroom, student: str, assignment: str, notebook_text: str) -> Path:

@@ -17,7 +17,7 @@ from d2lhub.hub.servicerun import start_time
 from d2lhub.ops import hubprocess, services
 
 pytestmark = pytest.mark.integration
-MANAGED = {"idle-culler", "lecture-prestart"}
+MANAGED = {"idle-culler", "lecture-prestart", "egress-proxy"}  # the last: squid, network.egress: allowlist
 
 
 @pytest.fixture()
@@ -56,7 +56,7 @@ def test_a_killed_hub_leaves_no_service_behind(hub_with_services):
     assert wait_for(lambda: set(running_services(classroom)) == MANAGED)
     second = running_services(classroom)
     assert not any(services.still_running(entry) for entry in first.values())
-    assert len(second) == 2, "one culler and one lecture-prestart, not one more per crash"
+    assert len(second) == len(MANAGED), "one of each service, not one more per crash"
 
     hub_with_services.stop()  # what `make down` does
     assert not running_services(classroom)

@@ -229,7 +229,7 @@ def test_default_classroom_spawner(default_classroom, tmp_path):
     assert c.Spawner.default_url == "/lab/tree/d2l"
     assert c.Spawner.start_timeout == 180
     assert c.Spawner.http_timeout == 180
-    assert c.Spawner.environment == {"D2LHUB_COURSE": "d2l", "MXNET_HOME": f"{DATA_MOUNT}/mxnet"}
+    assert c.Spawner.environment == {"D2LHUB_COURSE": "d2l", "MXNET_HOME": f"{DATA_MOUNT}/mxnet", "D2LHUB_EGRESS": "allowlist"}
 
     # The spawner the hub makes for a student reads all of it (built without a Docker client).
     made = ClassroomSpawner(config=c, user=student(), hub=Hub())
@@ -323,7 +323,7 @@ def test_swarm_class(tmp_path):
     assert made.prefix == "lab-b"
     assert made.cmd == ["d2lhub-start"]
     assert made.remove is True  # SwarmSpawner's own (a plain attribute: the DockerSpawner setting is not read here)
-    assert made.environment == {"D2LHUB_COURSE": "d2l", "MXNET_HOME": f"{DATA_MOUNT}/mxnet"}
+    assert made.environment == {"D2LHUB_COURSE": "d2l", "MXNET_HOME": f"{DATA_MOUNT}/mxnet", "D2LHUB_EGRESS": "allowlist"}
 
 
 def test_docker_class_is_not_swarm(tmp_path):

@@ -147,10 +147,10 @@ def course_data(
         task = shown.add_task("reading d2l's DATA_HUB in the student image", total=None)
 
         def fetch() -> list[coursedata.Fetched]:
-            needs = coursedata.scan(course_dir(classroom), classroom.course.data)
+            needs = coursedata.needs_of(classroom, course_dir(classroom))
             shown.update(task, total=len(needs.sets))
             return coursedata.fetch(
-                classroom, course_dir(classroom), source_dir=source,
+                classroom, course_dir(classroom), source_dir=source, needs=needs,
                 on_start=lambda name, file: shown.update(task, description=f"fetching {name} ({file})"),
                 on_done=lambda fetched: shown.advance(task),
             )

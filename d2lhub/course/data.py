@@ -21,7 +21,7 @@ import os
 import re
 import uuid
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import docker
@@ -152,8 +152,39 @@ def scan_code(code: str, where: str, needs: Needs, constants: dict[str, str] | N
         needs.want(DataSet(name, "model", target="mxnet/models"), where)
 
 
-def scan(course: Path, listed: tuple[str, ...] = ()) -> Needs:
-    """What the built course needs, in the order it is first asked for."""
+_TOP_LEVEL_RE = re.compile(r"^(?:class|def)\s+(\w+)", re.MULTILINE)
+_D2L_NAME_RE = re.compile(r"\bd2l\.(\w+)")
+_WORD_RE = re.compile(r"\b[A-Za-z_]\w*\b")
+_BLOCK_END_RE = re.compile(r"^(?![\s#)\]}]|$)", re.MULTILINE)  # the next statement at the left margin
+
+
+def library_needs(source: str) -> dict[str, list[DataSet]]:
+    """What each class and function of the d2l package fetches (`d2l.TimeMachine` downloads
+    timemachine.txt by URL), read from its source the way chapters are: name -> data sets."""
+    registry = Needs()
+    scan_code(source, "d2l", registry)  # the module's own DATA_HUB entries
+    defined = {name: entry for name, entry in registry.sets.items() if entry.url}
+    blocks = {}
+    for match in _TOP_LEVEL_RE.finditer(source):
+        end = _BLOCK_END_RE.search(source, source.find("\n", match.end()) + 1)
+        blocks[match.group(1)] = source[match.start(): end.start() if end else len(source)]
+    direct: dict[str, list[DataSet]] = {}
+    for name, block in blocks.items():
+        found = Needs()
+        scan_code(block, "d2l", found)
+        direct[name] = [defined.get(entry.name, entry) for entry in found.sets.values()]
+    words = {name: set(_WORD_RE.findall(block)) & blocks.keys() - {name} for name, block in blocks.items()}
+    needs = {name: {entry.name: entry for entry in sets} for name, sets in direct.items()}
+    for _ in range(3):  # and what the d2l classes and functions it uses fetch
+        for name in blocks:
+            for other in words[name]:
+                needs[name].update(needs[other])
+    return {name: list(sets.values()) for name, sets in needs.items() if sets}
+
+
+def scan(course: Path, listed: tuple[str, ...] = (), library: dict[str, list[DataSet]] | None = None) -> Needs:
+    """What the built course needs, in the order it is first asked for; LIBRARY (from
+    `library_needs`) adds what the d2l names a chapter uses fetch."""
     needs = Needs()
     for name in listed:
         needs.want(gluon_set(name) if name in GLUON_SETS else DataSet(name, "hub"), "classroom.yaml")
@@ -163,7 +194,25 @@ def scan(course: Path, listed: tuple[str, ...] = ()) -> Needs:
         for cell in nb.cells:
             if cell.cell_type == "code":
                 scan_code(cell.source, chapter, needs, constants)
+                for name in _D2L_NAME_RE.findall(cell.source):
+                    for entry in (library or {}).get(name, []):
+                        needs.want(replace(entry, chapters=[]), chapter)
     return needs
+
+
+def library_source(classroom: Classroom, client: docker.DockerClient | None = None) -> str:
+    """The d2l package's MXNet module as the student image installs it."""
+    client = client or engine.docker_client()
+    output = client.containers.run(
+        built_image(classroom, client), ["sh", "-c", "cat /opt/venv/lib/python3*/site-packages/d2l/mxnet.py"],
+        remove=True, **engine.throwaway(classroom.spawner.instance, "data-scan", network="none"),
+    )
+    return output.decode("utf-8", errors="replace")
+
+
+def needs_of(classroom: Classroom, course: Path, client: docker.DockerClient | None = None) -> Needs:
+    """Everything the course needs: its chapters' own fetches, what the d2l names they use fetch, classroom.yaml's."""
+    return scan(course, classroom.course.data, library_needs(library_source(classroom, client)))
 
 
 @dataclass(frozen=True)
@@ -255,6 +304,7 @@ def fetch(
     course: Path,
     *,
     source_dir: Path | None = None,
+    needs: Needs | None = None,
     on_start: Callable[[str, str], None] = lambda name, file: None,
     on_done: Callable[[Fetched], None] = lambda fetched: None,
     client: docker.DockerClient | None = None,
@@ -262,7 +312,7 @@ def fetch(
     """Fetch every needed data set not already in the volume with the right SHA-1 (from SOURCE_DIR: no network)."""
     if source_dir is not None and not Path(source_dir).is_dir():
         raise DataError(f"--from {source_dir}: not a folder")
-    needs = scan(course, classroom.course.data)
+    needs = needs or needs_of(classroom, course, client)
     if not needs.sets:
         return []
     source = Path(source_dir).resolve() if source_dir is not None else None
@@ -282,7 +332,7 @@ def fetch(
 
 def listing(classroom: Classroom, course: Path, client: docker.DockerClient | None = None) -> list[Listed]:
     """Every data set the course needs: its kind, place in the volume, whether it is cached and its size."""
-    needs = scan(course, classroom.course.data)
+    needs = needs_of(classroom, course, client)
     if not needs.sets:
         return []
     return [
@@ -295,7 +345,7 @@ def listing(classroom: Classroom, course: Path, client: docker.DockerClient | No
 def plan(classroom: Classroom, course: Path, client: docker.DockerClient | None = None) -> dict:
     """The download list for a machine with internet: each data set's files, URL, SHA-1 and
     path in the folder `course data --from` reads."""
-    needs = scan(course, classroom.course.data)
+    needs = needs_of(classroom, course, client)
     sets = [
         {"name": event["name"], "kind": event["kind"], "chapters": needs.names[event["name"]], "files": event["files"]}
         for event in _run(classroom, needs, "plan", client)

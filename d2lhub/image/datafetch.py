@@ -32,6 +32,7 @@ import http.server
 import json
 import os
 import sys
+import tempfile
 import threading
 import urllib.error
 import urllib.request
@@ -126,7 +127,8 @@ def gluon_files(entry: dict, repo: str) -> list[dict]:
             def _get_data(self):  # the attributes only, no download
                 pass
 
-        plan = Plan(root=os.devnull)
+        with tempfile.TemporaryDirectory() as scratch:
+            plan = Plan(root=scratch)
         if hasattr(plan, "_archive_file"):
             pairs = [plan._archive_file]
         else:

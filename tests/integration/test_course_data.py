@@ -251,7 +251,7 @@ def test_from_folder_refuses_a_wrong_checksum_and_leaves_nothing_half_written(of
     assert filled.returncode == 0, filled.stderr
     assert "/srv/d2l/data/d2l/words.txt" in volume_files(docker_client, classroom)
     missing = d2lhub("course", "data", "--from", str(tmp_path / "nowhere"), "-c", str(path))
-    assert missing.returncode == 1 and "not a folder" in missing.stderr
+    assert missing.returncode == 2 and "not a folder" in missing.stderr
 
 
 def test_check_runs_the_chapters_from_the_cache_without_network(classroom_path, data_host):

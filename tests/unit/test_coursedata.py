@@ -118,3 +118,49 @@ def test_config_data_keys(tmp_path):
 def test_config_data_keys_refused(tmp_path, course, message):
     with pytest.raises(config.ConfigError, match=message):
         load_course(tmp_path, course)
+
+
+LIBRARY = f'''
+import os
+d2l = sys.modules[__name__]
+DATA_URL = 'http://d2l-data.s3-accelerate.amazonaws.com/'
+
+class Lantern(d2l.DataModule):
+    """Reads lantern.txt by URL, as d2l's own data modules do."""
+    def _download(self):
+        return d2l.download(d2l.DATA_URL + 'lantern.txt', self.root,
+                            '{SHA}')
+
+d2l.DATA_HUB['kettle'] = (d2l.DATA_URL + 'kettle.zip',
+                          '{SHA}')
+
+def read_kettle():
+    return d2l.download_extract('kettle')
+
+def load_kettle(batch_size):
+    return helper(read_kettle())
+
+class Pictures:
+    def __init__(self):
+        self.train = gluon.data.vision.FashionMNIST(train=True)
+
+def unrelated():
+    return 1
+'''
+
+
+def test_what_the_d2l_package_fetches_is_found_through_the_names_chapters_use(tmp_path):
+    from d2lhub.course.data import library_needs
+
+    library = library_needs(LIBRARY)
+    assert {name: [entry.name for entry in sets] for name, sets in library.items()} == {
+        "Lantern": ["lantern.txt"], "read_kettle": ["kettle"], "load_kettle": ["kettle"], "Pictures": ["FashionMNIST"],
+    }
+    assert library["load_kettle"][0].url == "http://d2l-data.s3-accelerate.amazonaws.com/kettle.zip"
+    nb = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell("data = d2l.Lantern(batch_size=2)\nk = d2l.load_kettle(4)")])
+    (tmp_path / "ch").mkdir()
+    nbformat.write(nb, tmp_path / "ch/x.ipynb")
+    CourseManifest("t", [Chapter("ch/x.ipynb", "X", "Part", "0")]).save(tmp_path / MANIFEST_NAME)
+    needs = scan(tmp_path, (), library)
+    assert needs.names == {"lantern.txt": ["ch/x.ipynb"], "kettle": ["ch/x.ipynb"]}
+    assert needs.sets["lantern.txt"].target == "d2l/lantern.txt" and library["Lantern"][0].chapters == ["d2l"]  # not the chapters'

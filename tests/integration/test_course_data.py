@@ -16,6 +16,7 @@ import io
 import json
 import re
 import threading
+import time
 import zipfile
 from collections import Counter
 
@@ -24,7 +25,7 @@ import yaml
 from harness import RunningHub, remove_labelled, write_classroom
 from test_course_check import d2lhub
 
-from d2lhub import engine, labels
+from d2lhub import labels
 from d2lhub.course.build import build_course
 from d2lhub.state import course_dir
 from d2lhub.studentimage import built_image
@@ -100,6 +101,13 @@ except OSError:
 print(json.dumps({{"table": open(os.path.join(folder, 'table.csv')).read(), "words": open(words).read(),
                   "pebbles": open(pebbles).read(), "link": os.readlink('../data/d2lhub-demo.zip'),
                   "shared_writable": shared_writable, "mxnet_home": os.environ['MXNET_HOME']}}))
+"""
+
+
+ABSENT = """
+from d2l import mxnet as d2l
+d2l.DATA_HUB['d2lhub-absent'] = ('http://127.0.0.1:9/absent.zip', '0123456789abcdef0123456789abcdef01234567')
+d2l.download('d2lhub-absent')
 """
 
 
@@ -277,6 +285,13 @@ def test_two_students_read_every_kind_with_their_network_off(classroom_path, dat
         assert facts["link"] == "/srv/d2l/data/d2l/d2lhub-demo.zip"
         assert facts["shared_writable"] is False
         assert facts["mxnet_home"] == "/srv/d2l/data/mxnet"
+        started = time.monotonic()
+        missing = browser.execute(ABSENT)
+        assert missing.error == (
+            "DataNotCached: data set 'd2lhub-absent' (absent.zip) is not in the class's data cache and this server "
+            "cannot download it: ask your admin to run `d2lhub course data`"
+        )
+        assert time.monotonic() - started < 15  # at once, not after a download's timeout
         # the network off altogether: the same reads in the student's own container, as the student
         container = next(
             c for c in docker_client.containers.list(filters={"label": f"{labels.INSTANCE}={instance}"})
@@ -291,4 +306,3 @@ def test_two_students_read_every_kind_with_their_network_off(classroom_path, dat
         offline = json.loads(output.decode().strip().splitlines()[-1])
         assert (offline["table"], offline["words"], offline["pebbles"]) == (TABLE, WORDS, PEBBLES)
     assert data_host.requests == {"/d2lhub-demo.zip": 1, "/words.txt": 1, "/pebbles.csv": 1}
-    assert engine  # the engine module names the data volume the students mounted

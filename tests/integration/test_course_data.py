@@ -105,7 +105,9 @@ print(json.dumps({{"table": open(os.path.join(folder, 'table.csv')).read(), "wor
 
 
 ABSENT = """
+import os
 from d2l import mxnet as d2l
+os.chdir(os.path.expanduser('~/d2l/chapter_data'))
 d2l.DATA_HUB['d2lhub-absent'] = ('http://127.0.0.1:9/absent.zip', '0123456789abcdef0123456789abcdef01234567')
 d2l.download('d2lhub-absent')
 """

@@ -16,7 +16,6 @@ wraps `requests.get` for the two download functions the book's chapters reach, d
 
 from __future__ import annotations
 
-import importlib.util
 import os
 import sys
 
@@ -81,6 +80,8 @@ class _Hook:
     def find_spec(self, fullname, path=None, target=None):
         if fullname != "requests":
             return None
+        import importlib.util  # only now: every Python start loads this module
+
         sys.meta_path.remove(self)
         spec = importlib.util.find_spec("requests")
         if spec is None or spec.loader is None:

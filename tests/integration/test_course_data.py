@@ -249,17 +249,21 @@ def test_from_folder_refuses_a_wrong_checksum_and_leaves_nothing_half_written(of
     for name, content in FILES.items():
         (folder / name).write_bytes(content)
     (folder / "words.txt").write_text("not the words the book expects\n")
+    (folder / "pebbles.csv").unlink()
     refused = d2lhub("course", "data", "--from", str(folder), "-c", str(path))
     print(refused.stdout, refused.stderr)
     assert refused.returncode == 1
     assert f"failed: words.txt: words.txt: SHA-1 is {hashlib.sha1(b'not the words the book expects' + bytes([10])).hexdigest()}, the book expects {SHA1['words.txt']}: refused" in " ".join(refused.stderr.split())
-    assert volume_files(docker_client, classroom) == [
-        "/srv/d2l/data/d2l/d2lhub-demo.zip", "/srv/d2l/data/mxnet/datasets/pebbles/pebbles.csv",
-    ]
+    assert "failed: pebbles.csv: pebbles.csv: not in the folder" in refused.stderr
+    assert volume_files(docker_client, classroom) == ["/srv/d2l/data/d2l/d2lhub-demo.zip"]
     (folder / "words.txt").write_bytes(FILES["words.txt"])
+    (folder / "pebbles.csv").write_bytes(FILES["pebbles.csv"])
     filled = d2lhub("course", "data", "--from", str(folder), "-c", str(path))
     assert filled.returncode == 0, filled.stderr
-    assert "/srv/d2l/data/d2l/words.txt" in volume_files(docker_client, classroom)
+    assert volume_files(docker_client, classroom) == [
+        "/srv/d2l/data/d2l/d2lhub-demo.zip", "/srv/d2l/data/d2l/words.txt",
+        "/srv/d2l/data/mxnet/datasets/pebbles/pebbles.csv",
+    ]
     missing = d2lhub("course", "data", "--from", str(tmp_path / "nowhere"), "-c", str(path))
     assert missing.returncode == 2 and "not a folder" in missing.stderr
 

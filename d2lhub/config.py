@@ -51,10 +51,12 @@ class Course(Strict):
     data_url: str = Field(
         "http://d2l-data.s3-accelerate.amazonaws.com/",
         pattern=r"^https?://[^\s/]+",
-        description="where d2l's data files are fetched from (d2l's DATA_URL); a mirror's URL works",
+        description="where `course data` fetches from: d2l's DATA_URL, or a mirror's URL, which then serves every "
+        "kind of data set (files by their name, Gluon's under gluon/...)",
     )
     gluon_repo: str = Field(
-        "", pattern=r"^(https?://[^\s/]+.*)?$", description="a mirror of Gluon's data repository; empty: MXNet's own"
+        "", pattern=r"^(https?://[^\s/]+.*)?$", description="a mirror of Gluon's data repository (data sets, model zoo weights); empty: "
+        "the data_url mirror if set, else MXNet's own"
     )
     assignments: Path = Field(Path("assignments"), description="the exercises: nbgrader sources "
                               "(`source/<name>/`) and `nbgrader_config.py`")

@@ -269,8 +269,14 @@ class Classroom(Strict):
 
     @model_validator(mode="before")
     @classmethod
-    def home_default(cls, data: object) -> object:
-        return home_default_off_this_host(data)
+    def defaults_off_this_host(cls, data: object) -> object:
+        """Where servers run on other hosts (a Swarm), the limits kept on the hub's host are off unless written."""
+        data = home_default_off_this_host(data)
+        spawner = data.get("spawner") if isinstance(data, dict) else None
+        if isinstance(spawner, dict) and spawner.get("kind") == "swarm":
+            network = data.get("network") if isinstance(data.get("network"), dict) else {}
+            data = {**data, "network": {"egress": "open", **network}}
+        return data
 
     @model_validator(mode="after")
     def profiles_unique(self) -> Classroom:
@@ -307,6 +313,9 @@ class Classroom(Strict):
         if self.network.egress != "open" and not self.spawner.firewall:
             raise ValueError(f"network.egress: {self.network.egress} is kept by the packet rules: it needs "
                              "spawner.firewall: true (or set network.egress: open)")
+        if self.network.egress != "open" and self.spawner.kind == "swarm":
+            raise ValueError(f"network.egress: {self.network.egress} is kept by a proxy and packet rules on the hub's "
+                             "host only, not on a Swarm's other nodes: set network.egress: open with spawner.kind: swarm")
         return self
 
     def resolve(self, base: Path) -> Classroom:

@@ -36,7 +36,8 @@ class Network(Strict):
         "allowlist",
         description="what students' servers may reach outside: allowlist: only the hosts in `allow`, through a "
         "proxy on the hub's host (every other connection is refused); none: nothing; open: the internet "
-        "(less spawner.blocked_networks). allowlist and none need spawner.firewall",
+        "(less spawner.blocked_networks). allowlist and none need spawner.firewall and spawner.kind: docker "
+        "(with swarm the default is open)",
     )
     allow: tuple[str, ...] = Field(
         PACKAGE_INDEX,

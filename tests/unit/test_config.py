@@ -165,3 +165,12 @@ def test_swarm_and_queue_settings_load(tmp_path):
         "swarm", "10.1.2.3", "local")
     assert (classroom.gpus.when_full, classroom.gpus.queue_timeout) == ("queue", 60)
     assert load(write(tmp_path, minimal())).spawner.kind == "docker"
+
+
+def test_swarm_egress_is_open_unless_written_and_a_written_policy_is_refused():
+    """The egress proxy and its packet rules live on the hub's host only: a Swarm's other nodes
+    would not keep them, so the default there is open and anything else is refused by name."""
+    assert Classroom.model_validate({"spawner": {"kind": "swarm"}}).network.egress == "open"
+    assert Classroom.model_validate({}).network.egress == "allowlist"
+    with pytest.raises(ValueError, match="network.egress: none is kept by a proxy and packet rules on the hub's host only"):
+        Classroom.model_validate({"spawner": {"kind": "swarm"}, "network": {"egress": "none"}})

@@ -90,3 +90,4 @@ open(entry + "/timestamp.txt", "w").write("2020-01-01 00:00:00.000000 UTC")
     assert re.search(r"student1 │ [\d.]+ / 10 │\s*│", graded), graded  # graded, with no note
     autograded = layout.course_root(hub.classroom) / "autograded" / "student1" / EX01 / f"{EX01}.ipynb"
     assert nbformat.read(autograded, as_version=4).cells[0].source.startswith("**Due: 2027-03-01 23:59 (UTC)**")
+    hub.browser("student1").stop()  # the session's hub is shared: the student journey starts from a stopped server

@@ -24,8 +24,8 @@ pytestmark = [pytest.mark.browser, pytest.mark.integration]
 GROUP = "big-memory"
 SMALL, LARGE = 1 * 2**30, 3 * 2**30
 PROFILES = [
-    {"name": "small", "display_name": "Small server", "limits": {"cpu": 1.0, "memory": "1G"}},
-    {"name": "large", "display_name": "Large server", "limits": {"cpu": 1.0, "memory": "3G"}, "groups": [GROUP]},
+    {"name": "small", "display_name": "Small server", "limits": {"cpu": 1.0, "memory": "1G", "home": "64M"}},
+    {"name": "large", "display_name": "Large server", "limits": {"cpu": 1.0, "memory": "3G", "home": "64M"}, "groups": [GROUP]},
 ]
 
 

@@ -31,6 +31,7 @@ def classroom(docker_client, tmp_path):
         {
             "hub": {"state_dir": str(tmp_path / "state")},
             "spawner": {"instance": instance},
+            "limits": {"home": None},  # spawners made here, without the hub's start that mounts the homes file system
             "profiles": [
                 {"name": "cpu", "display_name": "CPU"},
                 {"name": "gpu", "display_name": "1 GPU", "image": "student_gpu", "gpus": 1, "groups": ["gpu-users"]},
@@ -139,6 +140,7 @@ def test_full_gpus_fall_back_to_cpu_when_configured(docker_client, tmp_path):
         {
             "hub": {"state_dir": str(tmp_path / "state")},
             "spawner": {"instance": f"{TEST_PREFIX}gpu-{uuid.uuid4().hex[:8]}"},
+            "limits": {"home": None},
             "profiles": [
                 {"name": "cpu", "display_name": "CPU"},
                 {"name": "gpu", "display_name": "1 GPU", "image": "student_gpu", "gpus": 1},

@@ -323,7 +323,7 @@ def test_swarm_class(tmp_path):
     assert made.prefix == "lab-b"
     assert made.cmd == ["d2lhub-start"]
     assert made.remove is True  # SwarmSpawner's own (a plain attribute: the DockerSpawner setting is not read here)
-    assert made.environment == {"D2LHUB_COURSE": "d2l", "MXNET_HOME": f"{DATA_MOUNT}/mxnet", "D2LHUB_EGRESS": "allowlist"}
+    assert made.environment == {"D2LHUB_COURSE": "d2l", "MXNET_HOME": f"{DATA_MOUNT}/mxnet", "D2LHUB_EGRESS": "open"}  # a Swarm: the proxy would be on one host only
 
 
 def test_docker_class_is_not_swarm(tmp_path):

@@ -274,6 +274,13 @@ class Spawner(Strict):
         description="swarm: the address student servers reach the hub at (the manager's LAN address); "
         "empty: the Swarm's advertised address, or this host's docker0 gateway on a single node",
     )
+    registry: str = Field(
+        "",
+        pattern=r"^([0-9a-zA-Z.-]+:[0-9]{1,5})?$",
+        description="swarm: HOST:PORT where nodes reach the hub's own registry (Debian's docker-registry, TLS with "
+        "the hub's certificate); the hub pushes the student images there and services name them by digest; "
+        "empty: by local image ID (every node must hold the image)",
+    )
     volume_driver: str = Field("local", min_length=1, description="driver of home and data volumes")
     volume_options: dict[str, str] = Field(
         {},

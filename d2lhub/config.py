@@ -201,6 +201,11 @@ class Gpus(Strict):
         "or queue (the spawn waits, first come first served, up to queue_timeout)",
     )
     fallback_profile: str = Field("cpu", description="the profile used when when_full: cpu")
+    reserve_nodes: bool = Field(
+        False,
+        description="swarm: keep nodes labelled org.d2lhub.gpu=true for GPU profiles (CPU servers go elsewhere); "
+        "leave false where a GPU node is the only node",
+    )
     queue_timeout: int = Field(
         120, ge=1, description="seconds a queued spawn waits for a GPU (when_full: queue); below hub.start_timeout"
     )

@@ -19,6 +19,7 @@ import argparse
 import subprocess
 import time
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import docker
 import docker.errors
@@ -75,13 +76,14 @@ def ensure_manager(client: docker.DockerClient, address: str) -> bool:
     return False
 
 
-def start_node(bed: Testbed, index: int, image: str) -> str:
+def start_node(bed: Testbed, index: int, image: str, shared: tuple[Path, ...] = ()) -> str:
     node = bed.node_name(index)
+    same_path = [arg for folder in shared for arg in ("-v", f"{folder}:{folder}")]
     docker_cli("volume", "create", "--label", f"{labels.INSTANCE}={bed.name}", node)
     docker_cli(
         "run", "-d", "--name", node, "--hostname", node, "--network", bed.name,
         "--label", f"{labels.INSTANCE}={bed.name}", "--label", f"{labels.ROLE}=testbed-node",
-        *NODE_FLAGS, "-v", f"{node}:/var/lib/docker", image,
+        *NODE_FLAGS, "-v", f"{node}:/var/lib/docker", *same_path, image,
         "dockerd", "--cgroup-parent", f"/{node}", "--host", "unix:///var/run/docker.sock",
     )
     return node
@@ -112,11 +114,13 @@ def prepare(client: docker.DockerClient, name: str) -> Testbed:
 
 
 def add_workers(client: docker.DockerClient, bed: Testbed, workers: int, script: str, gpus: tuple[str, ...] = (),
-                say=print) -> None:
-    """Start `workers` nodes, each running `script` (what `d2lhub nodes add` prints) to join; the last gets `gpus`."""
+                shared: tuple[Path, ...] = (), say=print) -> None:
+    """Start `workers` nodes, each running `script` (what `d2lhub nodes add` prints) to join; the last gets `gpus`.
+
+    `shared` folders appear at the same path on every node, as `hub.state_dir` must (an NFS mount on real machines)."""
     image = registry.node_image(client, "debian:bookworm-slim", say)
     for index in range(len(bed.workers) + 1, len(bed.workers) + workers + 1):
-        node = start_node(bed, index, image)
+        node = start_node(bed, index, image, shared)
         wait_engine(node)
         inner(node, script)
         bed.workers.append(node)

@@ -8,7 +8,7 @@ CONFIG ?= classroom.yaml
 PYTEST_ARGS ?=
 CHROMIUM := /usr/bin/chromium
 
-.PHONY: help up down status images proxy course check data test unit bench lock docs
+.PHONY: help up down status images proxy course check data test unit bench lock docs cluster cluster-down
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
@@ -48,6 +48,12 @@ unit: $(VENV)/.installed ## only the tests that need no Docker engine
 
 bench: images ## measure spawn, class start, memory, images; writes docs/benchmarks.md
 	$(PY) bench/run.py $(BENCH_ARGS)
+
+cluster: images ## a Swarm of three engines on this machine (two in containers) to try scale-out
+	$(PY) -m d2lhub.ops.testbed up --config $(CONFIG) $(CLUSTER_ARGS)
+
+cluster-down: $(VENV)/.installed ## remove the engines `make cluster` started (and a Swarm it made)
+	$(PY) -m d2lhub.ops.testbed down $(CLUSTER_ARGS)
 
 proxy: $(VENV)/.installed ## install configurable-http-proxy (npm) when missing
 	$(PY) -c 'from d2lhub.ops.bootstrap import ensure_proxy; ensure_proxy()'

@@ -121,6 +121,7 @@ def ensure_registry(client: docker.DockerClient, classroom: Classroom, say: Call
     except docker.errors.NotFound:
         say(f"starting the hub's registry at {host}:{port}")
         try:
+            client.volumes.create(f"{instance}-registry", labels={labels.INSTANCE: instance, labels.ROLE: "registry"})
             client.containers.run(
                 node_image(client, classroom.images.base, say),
                 ["docker-registry", "serve", "/certs/config.yml"],

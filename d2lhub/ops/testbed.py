@@ -9,7 +9,7 @@ and the host's cgroup tree; each inner engine keeps its containers under a cgrou
 own. A Swarm this module made (the engine was in none) is left again on removal; a Swarm that
 was there is kept, only the test bed's nodes are removed from it.
 
-    python -m d2lhub.ops.testbed up [--name N] [--workers 2] [--gpus 0]   # the last worker gets GPU labels
+    python -m d2lhub.ops.testbed up [--config classroom.yaml] [--workers 2] [--gpus 0]  # last worker: GPU labels
     python -m d2lhub.ops.testbed down [--name N]
 """
 
@@ -24,7 +24,7 @@ from pathlib import Path
 import docker
 import docker.errors
 
-from d2lhub import labels
+from d2lhub import config, labels
 from d2lhub.engine import EngineError, docker_client, network_gateway
 from d2lhub.ops import nodes, registry
 
@@ -115,16 +115,20 @@ def prepare(client: docker.DockerClient, name: str) -> Testbed:
 
 def add_workers(client: docker.DockerClient, bed: Testbed, workers: int, script: str, gpus: tuple[str, ...] = (),
                 shared: tuple[Path, ...] = (), say=print) -> None:
-    """Start `workers` nodes, each running `script` (what `d2lhub nodes add` prints) to join; the last gets `gpus`.
+    """Nodes 1..`workers` (those missing are started), each running `script` (what `d2lhub nodes add --script`
+    prints: trust the registry, join); the last is labelled with `gpus`.
 
     `shared` folders appear at the same path on every node, as `hub.state_dir` must (an NFS mount on real machines)."""
     image = registry.node_image(client, "debian:bookworm-slim", say)
-    for index in range(len(bed.workers) + 1, len(bed.workers) + workers + 1):
-        node = start_node(bed, index, image, shared)
+    running = {c.name for c in client.containers.list(filters={"label": f"{labels.INSTANCE}={bed.name}"})}
+    for index in range(1, workers + 1):
+        node = bed.node_name(index)
+        if node not in running:
+            start_node(bed, index, image, shared)
         wait_engine(node)
         inner(node, script)
         bed.workers.append(node)
-        say(f"{node} joined the Swarm")
+        say(f"{node} is in the Swarm")
     for node in bed.workers:
         wait_ready(client, node)
     if gpus and bed.workers:
@@ -174,18 +178,25 @@ def main() -> None:
     parser.add_argument("--name", default="d2lhub-testbed")
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--gpus", default="", help="GPU ids to label the last worker with (a fake inventory)")
+    parser.add_argument("--config", type=Path, help="classroom.yaml: share its state_dir, trust its registry")
     args = parser.parse_args()
     client = docker_client()
     if args.action == "down":
         down(client, args.name)
         print(f"test bed {args.name} removed")
         return
+    classroom = config.load(args.config) if args.config else None
+    shared = (classroom.hub.state_dir,) if classroom else ()
+    for folder in shared:
+        folder.mkdir(parents=True, exist_ok=True)
     bed = prepare(client, args.name)
-    add_workers(client, bed, args.workers, nodes.join_script(client), tuple(g for g in args.gpus.split(",") if g))
-    print(f"\nA Swarm of {1 + len(bed.workers)} engines: this host (manager, {bed.address}) and {', '.join(bed.workers)}."
-          f"\nTry it: in classroom.yaml set spawner: {{kind: swarm, hub_address: {bed.address}, "
-          f"registry: \"{bed.address}:5000\"}}, then `make up` and `d2lhub nodes list`."
-          f"\nRemove it with `make cluster-down`.")
+    gpus = tuple(g for g in args.gpus.split(",") if g)
+    add_workers(client, bed, args.workers, nodes.join_script(client, classroom), gpus, shared)
+    print(f"\nA Swarm of {1 + len(bed.workers)} engines: this host (manager, {bed.address}) and {', '.join(bed.workers)}.")
+    if classroom is None or classroom.spawner.registry != f"{bed.address}:5000":
+        print(f"In classroom.yaml set spawner: {{kind: swarm, hub_address: {bed.address}, registry: \"{bed.address}:5000\"}}"
+              " and run `make cluster` again (the nodes then trust the registry), then `make up`.")
+    print("`d2lhub nodes list` shows the nodes; `make cluster-down` removes them.")
 
 
 if __name__ == "__main__":

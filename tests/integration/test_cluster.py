@@ -23,7 +23,8 @@ from hubclient import Browser
 
 from d2lhub import labels
 from d2lhub.course.build import build_course
-from d2lhub.ops import registry, testbed
+from d2lhub.hub.swarmspawner import pinned_image
+from d2lhub.ops import bootstrap, registry, testbed
 from d2lhub.state import course_dir
 from d2lhub.studentimage import built_image, student_image
 
@@ -81,7 +82,9 @@ def cluster_hub(tmp_path_factory, docker_client, bed):
         cpu_image = built_image(classroom, docker_client)
         gpu_image = student_image(classroom, docker_client, "student_gpu")
         docker_client.api.tag(cpu_image, *gpu_image.rsplit(":", 1))
-        hub.pushed = registry.serve_images(docker_client, classroom, {"student": cpu_image, "student_gpu": gpu_image})
+        tags = bootstrap.ensure_all(classroom)  # what `d2lhub up` does: here, start the registry and push
+        hub.pushed = {key: pinned_image(docker_client.api.inspect_image(tag), tag, classroom.spawner.registry)
+                      for key, tag in tags.items()}
         TIMINGS["push the student image to the hub's registry"] = time.monotonic() - started
 
         started = time.monotonic()

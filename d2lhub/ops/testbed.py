@@ -103,6 +103,9 @@ def prepare(client: docker.DockerClient, name: str) -> Testbed:
     state = client.info()["Swarm"]
     try:
         network = client.networks.get(name)
+        if state["LocalNodeState"] == "inactive" and MADE_SWARM not in (network.attrs.get("Labels") or {}):
+            network.remove()  # left from a Swarm that is gone: remade below, saying the new one is ours
+            raise docker.errors.NotFound(name)
     except docker.errors.NotFound:
         made = {MADE_SWARM: "true"} if state["LocalNodeState"] == "inactive" else {}
         if made and not client.networks.list(names=[GWBRIDGE]):

@@ -30,7 +30,7 @@ from d2lhub.studentimage import built_image, student_image
 
 pytestmark = pytest.mark.integration
 
-CPU_STUDENTS = [f"cluster{i}" for i in range(1, 7)]
+CPU_STUDENTS = [f"cluster{i}" for i in range(1, 21)]
 GPU_STUDENT = "gpustudent"
 PASSWORD = "cluster-pass-1"
 TIMINGS: dict[str, float] = {}

@@ -8,7 +8,7 @@ CONFIG ?= classroom.yaml
 PYTEST_ARGS ?=
 CHROMIUM := /usr/bin/chromium
 
-.PHONY: help up down status images proxy course check data test unit bench lock docs cluster cluster-down
+.PHONY: help up down status images proxy screenshots course check data test unit bench lock docs cluster cluster-down
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
@@ -46,6 +46,9 @@ test: images proxy $(CHROMIUM) ## the whole suite: unit, integration (real engin
 unit: $(VENV)/.installed ## only the tests that need no Docker engine
 	$(PY) -m pytest -v -m "not integration" tests/unit
 
+screenshots: images proxy $(CHROMIUM) ## rewrite docs/img from the browser tests (what a person sees)
+	D2LHUB_SCREENSHOTS=docs/img $(PY) -m pytest -q tests/browser
+
 bench: images ## measure spawn, class start, memory, images; writes docs/benchmarks.md
 	$(PY) bench/run.py $(BENCH_ARGS)
 
@@ -55,8 +58,8 @@ cluster: images ## a Swarm of three engines on this machine (two in containers) 
 cluster-down: $(VENV)/.installed ## remove the engines `make cluster` started (and a Swarm it made)
 	$(PY) -m d2lhub.ops.testbed down $(CLUSTER_ARGS)
 
-proxy: $(VENV)/.installed ## install configurable-http-proxy (npm) when missing
-	$(PY) -c 'from d2lhub.ops.bootstrap import ensure_proxy; ensure_proxy()'
+proxy: $(VENV)/.installed ## install configurable-http-proxy (npm) and squid (Debian) when missing
+	$(PY) -c 'from d2lhub.ops.bootstrap import ensure_proxy, ensure_egress_proxy; ensure_proxy(); ensure_egress_proxy()'
 
 docs: $(VENV)/.installed ## regenerate the classroom.yaml and CLI references in docs/
 	$(PY) -m d2lhub.cli.reference --write

@@ -9,15 +9,11 @@ file. Each field's `description` is what docs/admin.md says about its key
 
 from __future__ import annotations
 
-import re
 from ipaddress import IPv4Network
 from pathlib import Path
-from typing import Annotated, Literal
+from typing import Literal
 
 from pydantic import (
-    BaseModel,
-    BeforeValidator,
-    ConfigDict,
     Field,
     ValidationError,
     field_validator,
@@ -25,33 +21,18 @@ from pydantic import (
 )
 
 # ConfigError is raised by load, so callers import it from here with the rest
+from d2lhub.authconfig import NAME_PATTERN, Account, Auth  # noqa: F401 (the auth: section)
 from d2lhub.configfile import ConfigError, describe, read_mapping
-
-NAME_PATTERN = r"^[a-z][a-z0-9_-]{0,31}$"
-SIZE_UNITS = {"": 1, "K": 1024, "M": 1024**2, "G": 1024**3, "T": 1024**4}
-
-
-def parse_size(value: object) -> int:
-    """Accept `2G`, `512M`, `1.5G` or a byte count, as Docker and Kubernetes users write them."""
-    if isinstance(value, bool):
-        raise ValueError("expected a size like 2G or 512M")
-    if isinstance(value, int):
-        size = value
-    else:
-        match = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*([KMGT]?)i?B?\s*", str(value), re.IGNORECASE)
-        if not match:
-            raise ValueError(f"expected a size like 2G or 512M, got {value!r}")
-        size = int(float(match.group(1)) * SIZE_UNITS[match.group(2).upper()])
-    if size <= 0:
-        raise ValueError(f"must be positive, got {value!r}")
-    return size
-
-
-ByteSize = Annotated[int, BeforeValidator(parse_size)]
-
-
-class Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+from d2lhub.deadlines_config import known_zone
+from d2lhub.limits import (
+    Grading,
+    Limits,
+    Strict,
+    home_default_off_this_host,
+    homes_here,
+)
+from d2lhub.network import Network
+from d2lhub.sizes import ByteSize, parse_size  # noqa: F401 (parse_size: callers import it from here)
 
 
 class Course(Strict):
@@ -70,13 +51,17 @@ class Course(Strict):
     data_url: str = Field(
         "http://d2l-data.s3-accelerate.amazonaws.com/",
         pattern=r"^https?://[^\s/]+",
-        description="where d2l's data files are fetched from (d2l's DATA_URL); a mirror's URL works",
+        description="where `course data` fetches from: d2l's DATA_URL, or a mirror's URL, which then serves every "
+        "kind of data set (files by their name, Gluon's under gluon/...)",
     )
     gluon_repo: str = Field(
-        "", pattern=r"^(https?://[^\s/]+.*)?$", description="a mirror of Gluon's data repository; empty: MXNet's own"
+        "", pattern=r"^(https?://[^\s/]+.*)?$", description="a mirror of Gluon's data repository (data sets, model zoo weights); empty: "
+        "the data_url mirror if set, else MXNet's own"
     )
     assignments: Path = Field(Path("assignments"), description="the exercises: nbgrader sources "
                               "(`source/<name>/`) and `nbgrader_config.py`")
+    timezone: str = Field("UTC", description="the IANA zone due dates are given and shown in (daylight saving "
+                          "included), e.g. Europe/Berlin; also prestart's unless it names its own")
 
     @field_validator("data")
     @classmethod
@@ -88,6 +73,11 @@ class Course(Strict):
         if duplicates:
             raise ValueError(f"{', '.join(duplicates)} listed twice")
         return names
+
+    @field_validator("timezone")
+    @classmethod
+    def zone(cls, name: str) -> str:
+        return known_zone(name)
 
     @field_validator("data_url", "gluon_repo")
     @classmethod
@@ -103,7 +93,7 @@ class Https(Strict):
 class Hub(Strict):
     ip: str = Field("127.0.0.1", description="the address people reach the hub (the proxy) at")
     port: int = Field(8000, ge=1, le=65535, description="the port people reach; `port+1` is the proxy's API, "
-                      "`port+81` the hub's")
+                      "`port+81` the hub's, `port+82` the students' egress proxy")
     state_dir: Path = Field(Path(".d2lhub"), description="database, secrets, generated passwords, built "
                             "course, logs: back it up")
     db_url: str | None = Field(None, description="a PostgreSQL URL for production; SQLite in state_dir when unset")
@@ -115,31 +105,11 @@ class Hub(Strict):
         "(`up`, `roster import`, `assignment ...`, `course build`, `restore`) and spawns refuse, naming the folder"
     )
     https: Https | None = Field(None, description="serve HTTPS with this certificate; unset: plain HTTP")
-
-
-class Account(Strict):
-    name: str = Field(pattern=NAME_PATTERN, description="the sign-in name: lower case letters, digits, - and _")
-    role: Literal["student", "instructor", "ta", "admin"] = Field(
-        description="student; instructor or ta (grades in the formgrader); admin (the hub's Admin page)"
+    homes_size: ByteSize = Field(
+        parse_size("20G"), description="size of the btrfs file system holding students' homes and the "
+        "submissions (`state_dir/homes`): made in a sparse file `state_dir/homes.btrfs` unless a btrfs is "
+        "mounted there; it must fit in the free space of state_dir's disk"
     )
-    password: str | None = Field(None, min_length=8, description="generated and kept in state_dir when unset")
-
-
-class Auth(Strict):
-    kind: Literal["native"] = Field("native", description="passwords kept (bcrypt) in the hub's database")
-    open_signup: bool = Field(False, description="let anyone create an account (an admin still approves it)")
-    accounts: tuple[Account, ...] = Field((), description="the accounts the hub creates; a real class imports "
-                                          "its roster (`d2lhub roster import`)")
-
-    @field_validator("accounts")
-    @classmethod
-    def unique_names(cls, accounts: tuple[Account, ...]) -> tuple[Account, ...]:
-        seen: set[str] = set()
-        for account in accounts:
-            if account.name in seen:
-                raise ValueError(f"user {account.name!r} is listed twice")
-            seen.add(account.name)
-        return accounts
 
 
 class Image(Strict):
@@ -162,12 +132,6 @@ class Images(Strict):
         Image(name="d2lhub/student-gpu", context=Path("images/student-gpu")),
         description="the GPU variant: images/student's Dockerfile with this folder's lock; built only when a profile uses it",
     )
-
-
-class Limits(Strict):
-    cpu: float = Field(1.0, gt=0, description="CPU cores per student server")
-    memory: ByteSize = Field(parse_size("3G"), description="memory per student server")
-    pids: int = Field(1024, ge=64, description="processes per student server (stops fork bombs)")
 
 
 class Profile(Strict):
@@ -225,8 +189,8 @@ class Prestart(Strict):
         description="cron lines (minute hour day-of-month month day-of-week, an optional sixth field for "
         "seconds), in `timezone`: when to start the servers, e.g. `50 8 * * mon,wed` for 9:00 lectures",
     )
-    timezone: str = Field("UTC", description="the IANA zone the schedule is read in (daylight saving "
-                          "included), e.g. Europe/Berlin")
+    timezone: str | None = Field(None, description="the IANA zone the schedule is read in (daylight saving "
+                                 "included), e.g. Europe/Berlin; default: `course.timezone`")
     group: str | None = Field(None, description="whose servers (default: the course's students)")
     parallel: int = Field(0, ge=0, description="servers starting at once (0: one per core)")
     notebook: str | None = Field(
@@ -250,14 +214,8 @@ class Prestart(Strict):
 
     @field_validator("timezone")
     @classmethod
-    def known_zone(cls, name: str) -> str:
-        from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
-
-        try:
-            ZoneInfo(name)
-        except (ZoneInfoNotFoundError, ValueError):
-            raise ValueError(f"unknown time zone {name!r} (an IANA name such as Europe/Berlin)") from None
-        return name
+    def zone(cls, name: str | None) -> str | None:
+        return name and known_zone(name)
 
 
 class Spawner(Strict):
@@ -266,10 +224,15 @@ class Spawner(Strict):
         pattern=r"^[a-z0-9][a-z0-9_.-]{0,40}$",
         description="names and labels the network, containers and volumes of this hub",
     )
-    uid_base: int = Field(20000, ge=1001, description="a student's uid is uid_base + hub user id")
+    uid_base: int = Field(
+        20000, ge=1001,
+        description="students' uids are handed out above it, once per name, kept in state_dir/uids.json and never "
+        "reused (an existing home volume's uid is kept); also the graders' group id",
+    )
     docker_workers: int = Field(8, ge=1, le=64, description="Docker calls run in parallel, at most this many")
     firewall: bool = Field(True, description="fence student containers in with iptables: no private ranges, no "
-                           "cloud metadata, only the hub's API port on the host (needs root on the host)")
+                           "cloud metadata, only the hub's API port on the host, and network.egress "
+                           "(needs root on the host)")
     kind: Literal["docker", "swarm"] = Field(
         "docker", description="docker: containers on this host; swarm: services on the Swarm this engine manages"
     )
@@ -298,18 +261,6 @@ class Spawner(Strict):
     )
 
 
-class Grading(Strict):
-    """Caps of the throwaway containers that run student submissions at autograde."""
-
-    jobs: int = Field(0, ge=0, le=64, description="submissions executed at once; 0 means one per CPU core")
-    cell_timeout: int = Field(60, ge=1, description="seconds one cell may run before it is interrupted")
-    wall_clock: int = Field(600, ge=10, description="seconds a whole submission may run before its container is killed")
-    memory: ByteSize = Field(parse_size("1G"), description="memory of one grading container")
-    cpu: float = Field(1.0, gt=0, description="CPU cores of one grading container")
-    pids: int = Field(128, ge=32, description="processes of one grading container (stops fork bombs)")
-    output_limit: ByteSize = Field(parse_size("1M"), description="notebook output kept per submission; the rest is dropped")
-
-
 class Classroom(Strict):
     course: Course = Field(Course(), description="the course: its name on the hub's pages, its chapters, data and exercises")
     hub: Hub = Field(Hub(), description="where the hub listens and keeps its state")
@@ -326,6 +277,12 @@ class Classroom(Strict):
     spawner: Spawner = Field(Spawner(), description="how and where students' servers run")
     gpus: Gpus = Field(Gpus(), description="the GPUs and how they are shared")
     grading: Grading = Field(Grading(), description="caps of the containers that autograde submissions")
+    network: Network = Field(Network(), description="what students' servers may reach outside the classroom")
+
+    @model_validator(mode="before")
+    @classmethod
+    def home_default(cls, data: object) -> object:
+        return home_default_off_this_host(data)
 
     @model_validator(mode="after")
     def profiles_unique(self) -> Classroom:
@@ -342,11 +299,26 @@ class Classroom(Strict):
             fallback = next((p for p in self.profiles if p.name == self.gpus.fallback_profile), None)
             if fallback is None or fallback.gpus:
                 raise ValueError(f"gpus.fallback_profile: {self.gpus.fallback_profile!r} is not a profile without GPUs")
+        homes = [p.name for p in self.profiles if self.limits_for(p).home]
+        if homes and not homes_here(self.spawner.kind, self.spawner.volume_driver, self.spawner.volume_options):
+            raise ValueError(
+                f"limits.home: a home limit (profiles {', '.join(homes)}) needs spawner.kind: docker, "
+                "spawner.volume_driver: local and no volume_options (homes on this host's btrfs); set limits.home: null"
+            )
+        if self.grading.max_submission > self.grading.inbound_size:
+            raise ValueError("grading.max_submission is larger than grading.inbound_size")
         if gpu_profiles and self.gpus.when_full == "queue" and self.gpus.queue_timeout > self.hub.start_timeout - 10:
             raise ValueError(
                 f"gpus.queue_timeout: {self.gpus.queue_timeout} leaves the server no time to start; "
                 f"keep it at least 10 below hub.start_timeout ({self.hub.start_timeout})"
             )
+        return self
+
+    @model_validator(mode="after")
+    def egress_needs_firewall(self) -> Classroom:
+        if self.network.egress != "open" and not self.spawner.firewall:
+            raise ValueError(f"network.egress: {self.network.egress} is kept by the packet rules: it needs "
+                             "spawner.firewall: true (or set network.egress: open)")
         return self
 
     def resolve(self, base: Path) -> Classroom:
@@ -370,8 +342,12 @@ class Classroom(Strict):
                 "extra_ca_certs": rooted(self.images.extra_ca_certs) if self.images.extra_ca_certs else None,
             }
         )
+        auth = self.auth
+        if auth.ldap is not None and auth.ldap.ca_file is not None:
+            auth = auth.model_copy(update={"ldap": auth.ldap.model_copy(update={"ca_file": rooted(auth.ldap.ca_file)})})
         return self.model_copy(
             update={
+                "auth": auth,
                 "course": self.course.model_copy(update={"source": source, "assignments": rooted(self.course.assignments)}),
                 "hub": self.hub.model_copy(update={"state_dir": rooted(self.hub.state_dir), "https": https}),
                 "images": images,

@@ -32,6 +32,8 @@ def write_private(path: Path, text: str) -> None:
     os.fchmod(descriptor, 0o600)  # a leftover partial from an older run keeps its own mode otherwise
     with os.fdopen(descriptor, "w") as handle:
         handle.write(text)
+        handle.flush()
+        os.fsync(handle.fileno())  # the new content is on disk before the name points at it
     partial.replace(path)
 
 
@@ -65,6 +67,11 @@ log_file = _state_path("jupyterhub.log", "The hub's log (and its services').")
 cookie_secret_file = _state_path("jupyterhub_cookie_secret", "The key the hub signs its cookies with.")
 proxy_pid_file = _state_path("proxy.pid", "The running proxy's process id.")
 gpu_state_file = _state_path("gpus.json", "GPU assignments, kept across hub restarts.")
+services_dir = _state_path("services", "Records of the hub's service processes (d2lhub.hub.servicerun).")
+homes_dir = _state_path("homes", "The btrfs file system of students' homes (a subvolume each) and the submissions.")
+homes_image = _state_path("homes.btrfs", "The sparse file holding that file system, unless the host mounts one.")
+quotas_file = _state_path("quotas.json", "Home limits set by `d2lhub quota`, by user, over limits.home.")
+uid_registry_file = _state_path("uids.json", "Each user name's uid, handed out once and never reused (d2lhub.identity).")
 
 
 def cli_token(classroom: Classroom) -> str:
@@ -82,6 +89,11 @@ def db_url(classroom: Classroom) -> str:
 def hub_api_port(classroom: Classroom) -> int:
     """Where student servers reach the hub (on the bridge's gateway); the public port stays on 127.0.0.1."""
     return classroom.hub.port + 81
+
+
+def egress_proxy_port(classroom: Classroom) -> int:
+    """Where students' servers reach the egress proxy (network.egress: allowlist), beside the hub's API."""
+    return classroom.hub.port + 82
 
 
 def proxy_api_url(classroom: Classroom) -> str:

@@ -29,6 +29,7 @@ IN_IMAGE_FILES = {
     "exercises.py": "exercises.py",
     "d2lhub_lazy_nbgrader.py": "lazy_nbgrader.py",
     "d2lhub_singleuser.py": "lean_singleuser.py",
+    "d2lhub_datacache.py": "datacache.py",
 }
 
 

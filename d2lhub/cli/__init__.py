@@ -8,13 +8,14 @@ from __future__ import annotations
 
 import typer
 
-from d2lhub.cli import classroom, course, grading, scaleout
+from d2lhub.cli import classroom, course, grading, lti, scaleout
 
 app = typer.Typer(help="Run and manage a Dive into Deep Learning classroom hub.", no_args_is_help=True)
 for name, command in {
     "up": classroom.up,
     "down": classroom.down,
     "status": classroom.status,
+    "quota": classroom.quota,
     "prestart": classroom.prestart_command,
     "backup": classroom.backup_command,
     "restore": classroom.restore_command,
@@ -28,5 +29,6 @@ for name, group in {
     "roster": grading.roster_app,
     "assignment": grading.assignment_app,
     "grades": grading.grades_app,
+    "lti": lti.lti_app,
 }.items():
     app.add_typer(group, name=name)

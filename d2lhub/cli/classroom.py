@@ -7,17 +7,22 @@ from typing import Annotated
 
 import typer
 
-from d2lhub import engine
+from d2lhub import engine, homefs, ltistate
 from d2lhub.cli import common
 from d2lhub.cli.common import DEFAULT_CONFIG, ConfigOption
 from d2lhub.cli.course import build_course
-from d2lhub.ops import backup, bootstrap, hubprocess
+from d2lhub.config import ConfigError
+from d2lhub.hub import facts
+from d2lhub.ops import backup, bootstrap, hubprocess, quotas
+from d2lhub.sizes import parse_size
 from d2lhub.state import account_passwords, public_url
 
 
 def up(config_file: ConfigOption = DEFAULT_CONFIG) -> None:
     """Set up whatever is missing, start the hub, print its URL and the demo sign-ins."""
     classroom = common.load_to_write(config_file, "start the hub")
+    # the sign-in's secret and provider first: a mistake there is one line naming the key, before any build
+    common.run_or_fail(lambda: facts.sign_in_facts(classroom), ConfigError)
 
     def start() -> None:
         for image in bootstrap.ensure_all(classroom, say=common.say).values():
@@ -28,9 +33,19 @@ def up(config_file: ConfigOption = DEFAULT_CONFIG) -> None:
 
     common.run_or_fail(start, engine.EngineError, hubprocess.HubError)
     roles = {a.name: a.role for a in classroom.auth.accounts}
-    typer.echo(f"\nThe classroom is up: {public_url(classroom)}\nSign in as:")
-    for name, password in account_passwords(classroom).items():
-        typer.echo(f"  {name} / {password} ({roles[name]})")
+    typer.echo(f"\nThe classroom is up: {public_url(classroom)}")
+    identity = classroom.auth.oidc or classroom.auth.ldap
+    if identity is not None:
+        where = classroom.auth.oidc.issuer if classroom.auth.oidc else classroom.auth.ldap.server
+        typer.echo(f"Sign in with {classroom.auth.kind} ({where}): members of {', '.join(identity.every_group())}")
+    elif classroom.auth.kind == "lti13":
+        typer.echo("Students sign in from the LMS. Register the tool there (LTI 1.3) with:")
+        for name, url in ltistate.tool_urls(classroom).items():
+            typer.echo(f"  {name}: {url}")
+    else:
+        typer.echo("Sign in as:")
+        for name, password in account_passwords(classroom).items():
+            typer.echo(f"  {name} / {password} ({roles[name]})")
     typer.echo("\nStop it with `make down` (students' files stay).")
 
 
@@ -46,12 +61,27 @@ def status(config_file: ConfigOption = DEFAULT_CONFIG) -> None:
     """Who is running where: users, server state, container, image."""
     classroom = common.load(config_file)
     common.require_hub(classroom)
+    homes = common.run_or_fail(lambda: quotas.home_usage(classroom), homefs.QuotaError)
     common.table(
         f"{classroom.course.name} — {public_url(classroom)}",
-        ("user", "role", "server", "container", "image", "last activity"),
-        ((row.user, row.role, row.server, row.container, row.image, row.last_activity)
+        ("user", "role", "server", "container", "image", "last activity", "home (used / limit)"),
+        ((row.user, row.role, row.server, row.container, row.image, row.last_activity, homes.get(row.user, "-"))
          for row in hubprocess.status(classroom)),
     )
+
+
+def quota(
+    name: Annotated[str, typer.Argument(help="the student (their sign-in name)")],
+    size: Annotated[str, typer.Argument(help="their home's new limit, e.g. 8G (kept over limits.home)")],
+    config_file: ConfigOption = DEFAULT_CONFIG,
+) -> None:
+    """Set one student's home limit (raise it for a project), at once and at their later starts."""
+    classroom = common.load_to_write(config_file, "set a quota")
+    try:
+        limit = parse_size(size)
+    except ValueError as error:
+        raise common.fail(f"SIZE: {error}") from None
+    typer.echo(common.run_or_fail(lambda: quotas.set_quota(classroom, name, limit), homefs.QuotaError))
 
 
 def prestart_command(

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import json
+from pathlib import Path
 from typing import Annotated
 
 import typer
+from rich.markup import escape
 
 from d2lhub import engine, labels
 from d2lhub.cli import common
@@ -56,6 +59,8 @@ def course_build(
     """Import the chapters (MXNet code and prose only) into the notebooks students get."""
     classroom = common.load_to_write(config_file, "build the course")
     manifest = build_course(classroom, source)
+    for warning in manifest.warnings:
+        common.console.print(f"[yellow]warning:[/yellow] {warning}", soft_wrap=True, highlight=False)
     typer.echo(f"{len(manifest.chapters)} chapters in {course_dir(classroom)} ({len(manifest.skipped)} without MXNet code skipped)")
 
 
@@ -66,8 +71,12 @@ def course_check(
         int, typer.Option(min=1, max=16, help="containers running chapters side by side, each with a student's limits")
     ] = 2,
     timeout: Annotated[int, typer.Option(min=10, help="seconds one cell may run")] = 600,
+    report: Annotated[
+        Path | None, typer.Option("--report", help="where to write the JSON report (default: STATE_DIR/course-check.json)")
+    ] = None,
 ) -> None:
-    """Run every built chapter top to bottom in a container like a student's; exit 1 naming each failure."""
+    """Run every built chapter top to bottom in a container like a student's; each is ok, needs data: NAME,
+    needs N GPUs (skipped), timed out or broken: first error; exit 1 unless every run chapter is ok."""
     classroom = common.load(config_file)
     with common.progress() as shown:
         task = shown.add_task("starting the check container", total=None)
@@ -75,47 +84,78 @@ def course_check(
         def run() -> list[coursecheck.Result]:
             shown.update(task, total=len(coursecheck.chapters_of(course_dir(classroom))))
             return coursecheck.check(
-                classroom, jobs=jobs, timeout=timeout,
+                classroom, jobs=jobs, timeout=timeout, report_path=report,
                 on_start=lambda chapter: shown.update(task, description=f"running {chapter}"),
                 on_done=lambda result: shown.advance(task),
             )
 
         results = common.run_or_fail(run, coursecheck.CheckError, engine.EngineError)
+    colour = {"ok": "green", "needs GPUs": "yellow"}
     common.table(
         f"course check: {course_dir(classroom)}",
-        (common.Column("chapter", overflow="fold"), "status", common.Column("seconds", justify="right")),
-        ((result.chapter, f"[{'green' if result.passed else 'red'}]{result.status}[/]", f"{result.seconds:.1f}")
+        (common.Column("chapter", overflow="fold"), common.Column("outcome", overflow="fold"),
+         common.Column("seconds", justify="right")),
+        ((result.chapter, f"[{colour.get(result.outcome, 'red')}]{escape(result.label)}[/]", f"{result.seconds:.1f}")
          for result in results),
     )
-    failed = [result for result in results if not result.passed]
+    failed = [result for result in results if not result.passed and not result.skipped]
     for result in failed:
-        common.console.print(
-            f"[red]{result.status}:[/red] {result.chapter}: {result.error}", soft_wrap=True, highlight=False
-        )
+        common.console.print(f"[red]{result.outcome}:[/red] {result.chapter}: {result.detail}", soft_wrap=True, highlight=False)
+    counts = ", ".join(f"{sum(r.outcome == o for r in results)} {o}" for o in coursecheck.OUTCOMES)
+    common.console.print(f"{counts}; report: {report or course_dir(classroom).parent / coursecheck.REPORT_NAME}", highlight=False)
     if failed:
         common.console.print(f"{len(failed)} of {len(results)} chapters failed", highlight=False)
         raise typer.Exit(1)
 
 
 @course_app.command("data")
-def course_data(config_file: ConfigOption = DEFAULT_CONFIG) -> None:
+def course_data(
+    config_file: ConfigOption = DEFAULT_CONFIG,
+    listing: Annotated[
+        bool, typer.Option("--list", help="list the data sets the chapters need, who needs each, its size, cached or not")
+    ] = False,
+    source: Annotated[
+        Path | None, typer.Option("--from", help="fill the cache from this folder of files fetched elsewhere (no network)")
+    ] = None,
+    manifest: Annotated[
+        Path | None, typer.Option("--manifest", help="write the URLs and SHA-1s to fetch on a machine with internet")
+    ] = None,
+) -> None:
     """Fetch the data sets the chapters use, once, into the read-only volume every student mounts."""
     from d2lhub.course import data as coursedata  # nbformat: only for this verb
 
     classroom = common.load(config_file)
+    errors = (coursedata.DataError, coursecheck.CheckError, engine.EngineError)
+    if listing:
+        listed = common.run_or_fail(lambda: coursedata.listing(classroom, course_dir(classroom)), *errors)
+        common.table(
+            f"data sets the chapters need (volume {labels.data_volume(classroom.spawner.instance)})",
+            (common.Column(column, overflow="fold") for column in ("data set", "kind", "in the volume", "cached", "MB", "needed by")),
+            ((item.name, item.kind, item.target, "yes" if item.cached else "[red]no[/red]",
+              "?" if item.bytes is None else f"{item.bytes / 1e6:.1f}", ", ".join(item.asked_by)) for item in listed),
+        )
+        missing = sum(not item.cached for item in listed)
+        typer.echo(f"{len(listed)} data sets, {missing} not cached" + (": run `d2lhub course data`" if missing else ""))
+        return
+    if manifest is not None:
+        plan = common.run_or_fail(lambda: coursedata.plan(classroom, course_dir(classroom)), *errors)
+        manifest.write_text(json.dumps(plan, indent=2) + "\n")
+        files = sum(len(item["files"]) for item in plan["data_sets"])
+        typer.echo(f"{manifest}: {len(plan['data_sets'])} data sets, {files} files to fetch")
+        return
     with common.progress() as shown:
         task = shown.add_task("reading d2l's DATA_HUB in the student image", total=None)
 
         def fetch() -> list[coursedata.Fetched]:
-            needs = coursedata.scan(course_dir(classroom), classroom.course.data)
-            shown.update(task, total=len(needs.names))
+            needs = coursedata.needs_of(classroom, course_dir(classroom))
+            shown.update(task, total=len(needs.sets))
             return coursedata.fetch(
-                classroom, course_dir(classroom),
+                classroom, course_dir(classroom), source_dir=source, needs=needs,
                 on_start=lambda name, file: shown.update(task, description=f"fetching {name} ({file})"),
                 on_done=lambda fetched: shown.advance(task),
             )
 
-        results = common.run_or_fail(fetch, coursedata.DataError, coursecheck.CheckError, engine.EngineError)
+        results = common.run_or_fail(fetch, *errors)
     if not results:
         typer.echo("the chapters use no data sets and classroom.yaml lists none: nothing to fetch")
         return

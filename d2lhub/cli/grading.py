@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
+from rich.table import Column
 
 from d2lhub.cli import common
 from d2lhub.cli.common import DEFAULT_CONFIG, ConfigOption
@@ -48,10 +49,51 @@ def assignment_step(config_file: Path, verb: str, name: str, step):
 
 
 @assignment_app.command("release")
-def assignment_release(name: str, config_file: ConfigOption = DEFAULT_CONFIG) -> None:
+def assignment_release(
+    name: str,
+    config_file: ConfigOption = DEFAULT_CONFIG,
+    due: Annotated[str | None, typer.Option(
+        "--due", help="due date and time, e.g. '2027-03-01 23:59', in course.timezone (default: the one it had)")] = None,
+) -> None:
     """Make the student version of NAME and put it where students fetch it."""
-    target = assignment_step(config_file, "release", name, lambda g, classroom: g.release(classroom, name))
-    typer.echo(f"released {name} ({target})")
+    from d2lhub.grading import deadlines
+
+    def release(g, classroom):
+        return g.release(classroom, name, deadlines.parse_when(due, classroom) if due is not None else None)
+
+    classroom = common.load_to_write(config_file, f"release {name}")
+    target, when = grading_step(lambda g: release(g, classroom))
+    typer.echo(f"released {name} ({target}), due {deadlines.shown(when, classroom) if when else 'never'}")
+
+
+@assignment_app.command("extend")
+def assignment_extend(
+    name: str,
+    student: str,
+    config_file: ConfigOption = DEFAULT_CONFIG,
+    until: Annotated[str | None, typer.Option(help="STUDENT's own due date, e.g. '2027-03-04 23:59', in course.timezone")] = None,
+    days: Annotated[float | None, typer.Option(min=0, help="or: this many days after NAME's due date")] = None,
+) -> None:
+    """Give STUDENT more time for NAME: recorded in the gradebook, shown in their Assignments tab."""
+    from d2lhub.grading import deadlines
+
+    classroom = common.load_to_write(config_file, f"extend {name}")
+    when = grading_step(lambda g: deadlines.extend(classroom, name, student, g.student_uids(classroom), until, days))
+    typer.echo(f"{student} has until {deadlines.shown(when, classroom)} for {name}")
+
+
+@assignment_app.command("list")
+def assignment_list(config_file: ConfigOption = DEFAULT_CONFIG) -> None:
+    """Every exercise: its due date, and how many students submitted, late, not at all, with an extension."""
+    from d2lhub.grading import deadlines
+
+    classroom = common.load(config_file)
+    rows = grading_step(lambda g: deadlines.overview(classroom, g.assignment_names(classroom)))
+    common.table(
+        f"exercises (times in {classroom.course.timezone})",
+        (Column("exercise", no_wrap=True), "due", "submitted", "late", "missing", "extensions"),
+        ((r.name, r.due, str(r.submitted), str(r.late), str(r.missing), str(r.extensions)) for r in rows),
+    )
 
 
 @assignment_app.command("collect")
@@ -65,7 +107,8 @@ def assignment_collect(name: str, config_file: ConfigOption = DEFAULT_CONFIG) ->
         f"{name}: collected {len(report.collected)}, rejected {len(report.rejected)}",
         ("submission", "status"),
         [*((student, "collected") for student in report.collected),
-         *((entry, f"[red]rejected[/red]: {reason}") for entry, reason in report.rejected)],
+         *((entry, f"[red]rejected[/red]: {reason}") for entry, reason in report.rejected),
+         *((entry, f"[yellow]timestamp corrected[/yellow]: {what}") for entry, what in report.restamped)],
     )
 
 
@@ -102,7 +145,7 @@ def grades_export(
     config_file: ConfigOption = DEFAULT_CONFIG,
     out: Annotated[Path | None, typer.Option("--out", "-o", help="write the CSV here instead of stdout")] = None,
 ) -> None:
-    """CSV: one row per student, one column per exercise, and the total."""
+    """CSV: one row per student; per exercise the score after any late penalty, how late, the penalty; the total."""
     classroom = common.load(config_file)
     text = grading_step(lambda g: g.grades_csv(classroom))
     if out:
@@ -110,3 +153,42 @@ def grades_export(
         common.say(f"grades written to {out}")
     else:
         typer.echo(text, nl=False)
+
+
+def lti_step(config_file: Path, what: str, step):
+    """step(d2lhub.grading.ltisync, classroom) against a running hub, its LtiError or RosterError the one-line `fail`."""
+    from d2lhub.grading import ltisync, roster
+
+    classroom = common.load_to_write(config_file, what)
+    common.require_hub(classroom)
+    return common.run_or_fail(lambda: step(ltisync, classroom), ltisync.LtiError, roster.RosterError)
+
+
+@roster_app.command("sync")
+def roster_sync(config_file: ConfigOption = DEFAULT_CONFIG) -> None:
+    """Bring the LMS course's members in (LTI Names and Role Provisioning Services); drop (disable) who left."""
+    report = lti_step(config_file, "sync the roster", lambda s, classroom: s.sync(classroom))
+    typer.echo(f"roster sync: {len(report.added)} added, {len(report.changed)} changed, "
+               f"{len(report.dropped)} dropped, {report.unchanged} unchanged")
+    common.table(
+        "roster sync",
+        ("user", "what"),
+        [*((name, f"added ({role})") for name, role in report.added),
+         *((name, f"changed ({what})") for name, what in report.changed),
+         *((name, "dropped (disabled; files and grades kept)") for name in report.dropped)],
+    )
+
+
+@grades_app.command("push")
+def grades_push(assignment: str, config_file: ConfigOption = DEFAULT_CONFIG) -> None:
+    """Post each student's score of ASSIGNMENT to its LMS line item (LTI Assignment and Grade Services)."""
+    rows = lti_step(config_file, f"push grades of {assignment}", lambda s, classroom: s.push(classroom, assignment))
+    counts = {status: sum(r.status == status for r in rows) for status in ("sent", "unchanged", "skipped", "refused")}
+    typer.echo(f"{assignment}: " + ", ".join(f"{n} {status}" for status, n in counts.items()))
+    common.table(
+        f"grades push {assignment}",
+        ("student", "score", "status", "note"),
+        ((r.student, r.score, r.status, r.note) for r in rows),
+    )
+    if counts["refused"]:
+        raise typer.Exit(1)  # nothing is lost: a rerun sends what was refused

@@ -18,7 +18,7 @@ import sys
 import types
 import typing
 from dataclasses import dataclass
-from ipaddress import IPv4Network
+from ipaddress import IPv4Address, IPv4Network
 from pathlib import Path
 
 import typer
@@ -27,7 +27,8 @@ from pydantic import BaseModel, BeforeValidator
 from pydantic.fields import FieldInfo
 from pydantic_core import PydanticUndefined
 
-from d2lhub.config import SIZE_UNITS, Classroom, parse_size
+from d2lhub.config import Classroom
+from d2lhub.sizes import parse_size, show_size
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -61,15 +62,9 @@ def cell(text: str) -> str:
 
 
 def is_size(field: FieldInfo) -> bool:
-    return any(isinstance(m, BeforeValidator) and m.func is parse_size for m in field.metadata)
-
-
-def show_size(size: int) -> str:
-    """Bytes as classroom.yaml writes them: the largest unit that divides evenly (3G, 64M)."""
-    for unit, factor in sorted(SIZE_UNITS.items(), key=lambda item: -item[1]):
-        if factor > 1 and size % factor == 0:
-            return f"{size // factor}{unit}"
-    return str(size)
+    """A size key: ByteSize, or ByteSize | None (whose validator sits in the union's member)."""
+    metadata = [*field.metadata, *(m for a in typing.get_args(field.annotation) for m in getattr(a, "__metadata__", ()))]
+    return any(isinstance(m, BeforeValidator) and m.func is parse_size for m in metadata)
 
 
 def model_in(annotation) -> tuple[type[BaseModel] | None, bool]:
@@ -89,7 +84,7 @@ def model_in(annotation) -> tuple[type[BaseModel] | None, bool]:
 def type_name(annotation) -> str:
     """An annotation in an admin's words."""
     names = {str: "string", int: "integer", float: "number", bool: "true/false", Path: "path",
-             IPv4Network: "IPv4 network"}
+             IPv4Network: "IPv4 network", IPv4Address: "IPv4 address"}
     if annotation in names:
         return names[annotation]
     if isinstance(annotation, type) and issubclass(annotation, BaseModel):
@@ -169,7 +164,7 @@ def key_rows(model: type[BaseModel], prefix: str, instance: BaseModel | None) ->
         value = getattr(instance, name) if instance is not None else field.default
         kind = type_name(field.annotation)
         if is_size(field):
-            kind = "size (bytes, or e.g. `512M`, `2G`)"
+            kind = "size (bytes, or e.g. `512M`, `2G`)" + (", optional" if "optional" in kind else "")
         limits = bounds(field)
         if limits:
             kind = f"{kind}, {limits}"

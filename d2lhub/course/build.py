@@ -21,9 +21,11 @@ from nbformat.notebooknode import NotebookNode
 from d2lhub.course.convert import (
     FRAMEWORK,
     Target,
+    code_files,
     collect_images,
     collect_labels,
     convert_chapter,
+    gpus_needed,
     markdown_title,
     new_notebook,
     read_text,
@@ -120,6 +122,8 @@ def _build_into(root: Path, dest: Path, progress: Optional[Progress]) -> CourseM
     # pass 2: rewrite, copy images, write
     chapters: list[Chapter] = []
     images: set[str] = set()
+    files: set[str] = set()
+    warnings: list[str] = []
     for done, entry in enumerate(entries, start=1):
         nb = converted.get(entry.source)
         if nb is not None:
@@ -133,23 +137,32 @@ def _build_into(root: Path, dest: Path, progress: Optional[Progress]) -> CourseM
                     )
             nb.cells = [c for c in nb.cells if c.source.strip()]
             nb = new_notebook(nb.cells)
-            for image in collect_images(nb, entry.source, root):
-                if image not in images:
-                    (dest / image).parent.mkdir(parents=True, exist_ok=True)
-                    shutil.copyfile(root / image, dest / image)
-                    images.add(image)
+            opened, missing = code_files(nb, entry.source, root)
+            warnings += [f"{entry.notebook}: its code opens {path}, which is not in the book" for path in missing]
+            for kept, found in ((images, collect_images(nb, entry.source, root)), (files, opened)):
+                for path in found:
+                    if path not in images | files:
+                        (dest / path).parent.mkdir(parents=True, exist_ok=True)
+                        shutil.copyfile(root / path, dest / path)
+                    kept.add(path)
             data = notebook_bytes(nb)
             target = dest / entry.notebook
             target.parent.mkdir(parents=True, exist_ok=True)
             target.write_bytes(data)
             chapters.append(
-                Chapter(entry.notebook, titles[entry.source], part_titles[entry.part], hashlib.sha256(data).hexdigest())
+                Chapter(
+                    entry.notebook, titles[entry.source], part_titles[entry.part], hashlib.sha256(data).hexdigest(),
+                    gpus_needed(nb),
+                )
             )
         if progress is not None:
             progress(done, total, entry.source)
 
     (dest / INDEX_NAME).write_bytes(notebook_bytes(build_index_notebook(title, chapters)))
-    manifest = CourseManifest(title=title, chapters=chapters, skipped=skipped, images=sorted(images))
+    manifest = CourseManifest(
+        title=title, chapters=chapters, skipped=skipped, images=sorted(images), files=sorted(files - images),
+        warnings=warnings,
+    )
     manifest.save(dest / MANIFEST_NAME)
     return manifest
 

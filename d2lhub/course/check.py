@@ -10,10 +10,11 @@ another (d2lhub/image/chapterrun.py) and reports a JSON line per chapter.
 from __future__ import annotations
 
 import json
+import os
 import uuid
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import docker
@@ -41,16 +42,49 @@ class CheckError(Exception):
     """The check cannot run (no built course, no image); the message says what to do."""
 
 
+OUTCOMES = ("ok", "needs data", "needs GPUs", "timed out", "broken")
+REPORT_NAME = "course-check.json"
+
+
 @dataclass(frozen=True)
 class Result:
     chapter: str
-    status: str  # passed, no code, failed, timeout
+    outcome: str  # one of OUTCOMES
     seconds: float
-    error: str = ""
+    detail: str = ""  # needs data: its name; needs GPUs: how many; broken: the first error
 
     @property
     def passed(self) -> bool:
-        return self.status in {"passed", "no code"}
+        return self.outcome == "ok"
+
+    @property
+    def skipped(self) -> bool:
+        return self.outcome == "needs GPUs"
+
+    @property
+    def label(self) -> str:
+        """`ok`, `needs data: NAME`, `needs 2 GPUs`, `timed out`, `broken: first error`."""
+        if self.outcome == "needs GPUs":
+            return f"needs {self.detail} GPU{'' if self.detail == '1' else 's'}"
+        if self.outcome in {"needs data", "broken"}:
+            return f"{self.outcome}: {self.detail}"
+        return self.outcome
+
+
+def report(results: list[Result], course: Path, path: Path) -> None:
+    """The JSON report CI reads: every chapter's outcome, and how many of each."""
+    counts = {outcome: sum(result.outcome == outcome for result in results) for outcome in OUTCOMES}
+    chapters = [{**asdict(result), "label": result.label} for result in results]
+    document = {"course": str(course), "counts": counts, "chapters": chapters}
+    path.parent.mkdir(parents=True, exist_ok=True)
+    partial = path.with_name(f".{path.name}.partial")
+    partial.write_text(json.dumps(document, indent=2) + "\n")
+    os.replace(partial, path)
+
+
+def gpu_needs(course: Path) -> dict[str, int]:
+    """Chapter -> GPUs its code asks for, as `course build` marked them in course.json."""
+    return {chapter.path: chapter.gpus for chapter in CourseManifest.load(course / MANIFEST_NAME).chapters}
 
 
 def chapters_of(course: Path) -> list[str]:
@@ -73,10 +107,16 @@ def share_out(chapters: list[str], jobs: int) -> list[list[str]]:
     return [chapters[i::jobs] for i in range(jobs)]
 
 
+def check_profile(classroom: Classroom):
+    """The profile chapters are checked as: the first CPU one (None: the classroom's defaults, no GPU)."""
+    cpu_profiles = [profile for profile in classroom.profiles if profile.image == "student"]
+    return cpu_profiles[0] if cpu_profiles else None
+
+
 def container_settings(classroom: Classroom, image: str, chapters: list[str], timeout: int, with_data: bool) -> dict:
     """docker-py `containers.run` arguments: a student's container, minus the network."""
-    cpu_profiles = [profile for profile in classroom.profiles if profile.image == "student"]
-    limits = classroom.limits_for(cpu_profiles[0]) if cpu_profiles else classroom.limits
+    profile = check_profile(classroom)
+    limits = classroom.limits_for(profile) if profile else classroom.limits
     uid = classroom.spawner.uid_base
     instance = classroom.spawner.instance
     volumes = {
@@ -124,7 +164,7 @@ def run_share(
             if event["event"] == "start":
                 on_start(event["chapter"])
             else:
-                result = Result(event["chapter"], event["status"], event["seconds"], event["error"])
+                result = Result(event["chapter"], event["outcome"], event["seconds"], event["detail"])
                 results[result.chapter] = result
                 on_done(result)
         exit_code = container.wait().get("StatusCode")
@@ -133,7 +173,7 @@ def run_share(
             reason = "killed: out of memory?" if exit_code == 137 else f"exited {exit_code}"
             for chapter in chapters:
                 if chapter not in results:
-                    results[chapter] = Result(chapter, "failed", 0.0, f"check container {reason} {tail[-300:]}".strip())
+                    results[chapter] = Result(chapter, "broken", 0.0, f"check container {reason} {tail[-300:]}".strip())
                     on_done(results[chapter])
     finally:
         container.remove(force=True)
@@ -148,9 +188,25 @@ def check(
     on_start: Callable[[str], None] = lambda chapter: None,
     on_done: Callable[[Result], None] = lambda result: None,
     client: docker.DockerClient | None = None,
+    report_path: Path | None = None,
 ) -> list[Result]:
-    """Run every built chapter; results in book order."""
-    chapters = chapters_of(course_dir(classroom))
+    """Run every built chapter the check profile has the GPUs for; results in book order, also in the
+    JSON report (`state_dir/course-check.json`, or REPORT_PATH)."""
+    course = course_dir(classroom)
+    profile = check_profile(classroom)
+    given = profile.gpus if profile else 0
+    needs = gpu_needs(course) if (course / MANIFEST_NAME).is_file() else {}
+    skipped = {
+        chapter: Result(chapter, "needs GPUs", 0.0, str(needs[chapter]))
+        for chapter in chapters_of(course) if needs.get(chapter, 0) > given
+    }
+    for result in skipped.values():
+        on_done(result)
+    chapters = [chapter for chapter in chapters_of(course) if chapter not in skipped]
+    if not chapters:
+        results = [skipped[chapter] for chapter in chapters_of(course)]
+        report(results, course, report_path or course.parent / REPORT_NAME)
+        return results
     client = client or engine.docker_client()
     image = built_image(classroom, client)
     try:
@@ -167,4 +223,7 @@ def check(
             for share in shares
         ]
         by_chapter = {result.chapter: result for future in futures for result in future.result()}
-    return [by_chapter[chapter] for chapter in chapters]
+    by_chapter.update(skipped)
+    results = [by_chapter[chapter] for chapter in chapters_of(course)]
+    report(results, course, report_path or course.parent / REPORT_NAME)
+    return results

@@ -5,7 +5,8 @@ so every chapter is filtered down to its MXNet code and prose (d2lbook's own tab
 selection), and the Sphinx-only markup (labels, references, citations, toc blocks) is
 turned into plain Jupyter markdown that works without the book's HTML build:
 
-    read_toc -> convert_chapter -> collect_labels -> rewrite_references -> collect_images
+    read_toc -> convert_chapter -> collect_labels -> rewrite_references -> collect_images,
+    code_files (what the code opens) and gpus_needed (what it runs on)
 """
 
 from __future__ import annotations
@@ -326,3 +327,40 @@ def collect_images(nb: NotebookNode, md_path: str, root: Path) -> list[str]:
                 raise CourseError(f"{md_path}: image {ref} not found in the book")
             found.add(path)
     return sorted(found)
+
+
+# A quoted relative path with an extension in code: '../img/catdog.jpg', "./data/notes.txt".
+_CODE_PATH_RE = re.compile(r"""(['"])(\.\.?/[^'"\s]+?\.[A-Za-z0-9]{1,8})\1""")
+# GPUs a chapter asks for by number: npx.gpu(1), mx.gpu(), num_gpus=2 (d2l.try_gpu falls back to the CPU).
+_GPU_INDEX_RE = re.compile(r"\b(?:npx|mx|context)\.gpu\(\s*(\d*)\s*\)")
+_NUM_GPUS_RE = re.compile(r"\bnum_gpus\s*=\s*(\d+)")
+
+
+def code_files(nb: NotebookNode, md_path: str, root: Path) -> tuple[list[str], list[str]]:
+    """(book-relative files the code cells open that the book has, the paths it lacks, as written)."""
+    found, missing = set(), []
+    base = posixpath.dirname(md_path)
+    for cell in nb.cells:
+        if cell.cell_type != "code":
+            continue
+        for match in _CODE_PATH_RE.finditer(cell.source):
+            ref = match.group(2)
+            path = posixpath.normpath(posixpath.join(base, ref))
+            if not path.startswith("../") and (Path(root) / path).is_file():
+                found.add(path)
+            elif ref not in missing:
+                missing.append(ref)
+    return sorted(found), missing
+
+
+def gpus_needed(nb: NotebookNode) -> int:
+    """How many GPUs a chapter's code asks for by number (0: it runs on a CPU)."""
+    need = 0
+    for cell in nb.cells:
+        if cell.cell_type != "code":
+            continue
+        for match in _GPU_INDEX_RE.finditer(cell.source):
+            need = max(need, int(match.group(1) or 0) + 1)
+        for match in _NUM_GPUS_RE.finditer(cell.source):
+            need = max(need, int(match.group(1)))
+    return need

@@ -23,6 +23,7 @@ class Chapter:
     title: str
     part: str
     sha256: str
+    gpus: int = 0  # GPUs its code asks for by number; `course check` skips it where a profile gives fewer
 
 
 @dataclass(frozen=True)
@@ -40,6 +41,8 @@ class CourseManifest:
     chapters: list[Chapter] = field(default_factory=list)
     skipped: list[Skipped] = field(default_factory=list)
     images: list[str] = field(default_factory=list)
+    files: list[str] = field(default_factory=list)  # opened by code cells (../img/x.jpg, ../data/y.txt)
+    warnings: list[str] = field(default_factory=list)  # `chapter: what is wrong`, e.g. a file its code opens is missing
 
     def to_json(self) -> str:
         return json.dumps(asdict(self), indent=2, sort_keys=True, ensure_ascii=False) + "\n"
@@ -56,6 +59,8 @@ class CourseManifest:
                 chapters=[Chapter(**c) for c in data.get("chapters", [])],
                 skipped=[Skipped(**s) for s in data.get("skipped", [])],
                 images=list(data.get("images", [])),
+                files=list(data.get("files", [])),
+                warnings=list(data.get("warnings", [])),
             )
         except (OSError, ValueError, KeyError, TypeError) as exc:
             raise CourseError(f"{path}: not a readable course manifest ({exc})") from exc

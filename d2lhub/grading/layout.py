@@ -18,6 +18,7 @@ import os
 from pathlib import Path
 
 from d2lhub.config import Classroom
+from d2lhub.studentimage import IN_IMAGE_DIR
 
 EXCHANGE_MOUNT = "/srv/nbgrader/exchange"
 STUDENT_CONFIG_MOUNT = "/etc/jupyter/nbgrader_config.py"
@@ -30,14 +31,29 @@ STUDENT_EXERCISES_DIR = "/home/jovyan/exercises"
 # submission world-readable (0644 files in a 0777 folder, hidden only by its unlistable name);
 # this submit closes it to its owner. The instructor's collect runs as root on the host.
 # Assignments live in ~/exercises/<assignment> (absolute: nbgrader's default "." is wherever it runs).
-STUDENT_CONFIG = """# Written by d2lhub: the course, its exchange, and private submissions.
+STUDENT_CONFIG = """# Written by d2lhub: the course, its exchange, private submissions, due dates in the Assignments tab.
 import os
+
+{duedates}
 
 from nbgrader.exchange.default.submit import ExchangeSubmit
 
 
-class PrivateSubmit(ExchangeSubmit):
+MAX_SUBMISSION = {max_submission}
+
+
+class PrivateSubmit(PlainName, ExchangeSubmit):
     def copy_files(self):
+        size = sum(
+            os.lstat(os.path.join(folder, name)).st_size
+            for folder, _, files in os.walk(self.src_path) for name in files
+        )
+        if size > MAX_SUBMISSION:
+            self.fail(
+                f"Submission refused: {{self.coursedir.assignment_id}} is {{size / 2**20:.1f}} MB, more than "
+                f"the {{MAX_SUBMISSION / 2**20:.0f}} MB a submission may be. Delete large files (data, model "
+                f"checkpoints) from {{self.src_path}} and submit again."
+            )
         super().copy_files()
         dest = os.path.join(self.inbound_path, self.assignment_filename)
         for folder, _, files in os.walk(dest):
@@ -51,6 +67,9 @@ c.CourseDirectory.course_id = {course!r}
 c.Exchange.root = {exchange!r}
 c.Exchange.assignment_dir = {exercises!r}
 c.ExchangeFactory.submit = PrivateSubmit
+c.ExchangeFactory.list = DueDateList
+c.ExchangeFactory.fetch_assignment = DueDateFetch
+c.ExchangeFactory.fetch_feedback = DueDateFetchFeedback
 """
 
 
@@ -106,11 +125,18 @@ def ensure_exchange(classroom: Classroom) -> None:
         os.chmod(path, mode)
     os.chmod(grading_dir(classroom), 0o755)
     share_with_graders(classroom)
-    write_config(student_config_file(classroom), STUDENT_CONFIG.format(course=classroom.course.id, exchange=EXCHANGE_MOUNT, exercises=STUDENT_EXERCISES_DIR))
+    write_config(student_config_file(classroom), student_config(classroom.course.id, classroom.grading.max_submission))
     write_config(
         grader_config_file(classroom),
         GRADER_CONFIG.format(course=classroom.course.id, root=GRADER_COURSE_MOUNT, exchange=EXCHANGE_MOUNT),
     )
+
+
+def student_config(course: str, max_submission: int) -> str:
+    """The students' nbgrader config, with d2lhub/image/duedates.py's classes in it."""
+    duedates = (IN_IMAGE_DIR / "duedates.py").read_text()
+    return STUDENT_CONFIG.format(course=course, exchange=EXCHANGE_MOUNT, exercises=STUDENT_EXERCISES_DIR,
+                                 duedates=duedates, max_submission=max_submission)
 
 
 def write_config(target: Path, text: str) -> None:
@@ -120,7 +146,7 @@ def write_config(target: Path, text: str) -> None:
 
 
 def graders_gid(classroom: Classroom) -> int:
-    """The group instructors' and TAs' servers run with: no student uid (uid_base + id) can equal it."""
+    """The group instructors' and TAs' servers run with: students' uids start above it (d2lhub.identity)."""
     return classroom.spawner.uid_base
 
 
@@ -162,10 +188,24 @@ def passwd_file(classroom: Classroom, uid: int) -> Path:
     return path
 
 
-def student_mounts(classroom: Classroom, uid: int, grader: bool = False) -> dict[str, dict]:
+def extension_file(classroom: Classroom, user: str) -> Path:
+    """A student's extensions (d2lhub/grading/deadlines.py), readable by their uid alone, in a folder nobody lists."""
+    return exchange_root(classroom) / classroom.course.id / "extensions" / f"{user}.json"
+
+
+def claim_extensions(classroom: Classroom, user: str, uid: int) -> None:
+    """Extensions given before the student's first start are root's until then: hand them over."""
+    path = extension_file(classroom, user)
+    if path.is_file() and path.stat().st_uid != uid:
+        os.chown(path, uid, 0)
+
+
+def student_mounts(classroom: Classroom, uid: int, grader: bool = False, user: str | None = None) -> dict[str, dict]:
     """Docker binds for a server: the course's exchange read-only, its inbound writable; an
     instructor's or TA's server also gets the course folder read-write, for the formgrader."""
     ensure_exchange(classroom)
+    if user is not None:
+        claim_extensions(classroom, user, uid)
     course = classroom.course.id
     mounts = {
         str(passwd_file(classroom, uid)): {"bind": "/etc/passwd", "mode": "ro"},

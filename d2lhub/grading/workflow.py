@@ -19,6 +19,7 @@ import stat
 import sys
 import warnings
 from dataclasses import dataclass, field
+from datetime import datetime
 from html import escape
 from pathlib import Path
 from typing import Callable
@@ -33,8 +34,10 @@ from nbgrader.preprocessors import Execute
 from nbgrader.utils import capture_log, temp_attrs
 from traitlets.config import Config, PyFileConfigLoader
 
-from d2lhub import engine, labels
+from d2lhub import engine, identity
 from d2lhub.config import Classroom
+from d2lhub.grading import deadlines
+from d2lhub.grading.errors import GradingError
 from d2lhub.grading.layout import (
     course_root,
     ensure_exchange,
@@ -49,10 +52,6 @@ Advance = Callable[[str], None]
 warnings.filterwarnings("ignore", message=".*not in session.*")
 
 
-class GradingError(Exception):
-    """A grading step failed as a whole; the message says which and why."""
-
-
 def nbgrader_config(classroom: Classroom) -> Config:
     """The instructor's assignments/nbgrader_config.py, re-rooted at the course directory."""
     config = Config()
@@ -64,6 +63,7 @@ def nbgrader_config(classroom: Classroom) -> Config:
     config.Exchange.root = str(exchange_root(classroom))
     config.ExchangeCollect.check_owner = False  # d2lhub checks uids itself, before collect
     config.Autograde.create_student = True
+    deadlines.configure(config, classroom)  # grading.late, as nbgrader's late-submission plugin
     return config
 
 
@@ -103,8 +103,9 @@ def assignment_names(classroom: Classroom) -> list[str]:
 # Release --------------------------------------------------------------------
 
 
-def release(classroom: Classroom, name: str) -> Path:
-    """Copy the source in, make the student version, put it in the exchange's outbound."""
+def release(classroom: Classroom, name: str, due: datetime | None = None) -> tuple[Path, datetime | None]:
+    """Copy the source in, make the student version (with its due date: `due`, else the one it had),
+    put it in the exchange's outbound; returns where, and the due date."""
     source = classroom.course.assignments / "source" / name
     if not source.is_dir():
         known = ", ".join(assignment_names(classroom)) or "none"
@@ -114,31 +115,28 @@ def release(classroom: Classroom, name: str) -> Path:
     shutil.rmtree(target, ignore_errors=True)
     shutil.copytree(source, target, ignore=shutil.ignore_patterns(".ipynb_checkpoints"))
     checked(api.generate_assignment(name, force=True), f"generate_assignment {name}")
+    with gradebook(classroom) as gb:
+        due = deadlines.release_due_date(classroom, gb, name, due)
     outbound = exchange_root(classroom) / classroom.course.id / "outbound" / name
     shutil.rmtree(outbound, ignore_errors=True)  # re-release replaces the old version
     checked(api.release_assignment(name), f"release_assignment {name}")
-    return outbound
+    return outbound, due
 
 
 # Collect --------------------------------------------------------------------
 
 
 def student_uids(classroom: Classroom, client: docker.DockerClient | None = None) -> dict[str, int]:
-    """username -> uid, from the labels the spawner puts on each student's home volume."""
-    client = client or engine.docker_client()
-    uids = {}
-    for volume in client.volumes.list(filters=labels.labelled(classroom.spawner.instance)):
-        found = volume.attrs.get("Labels") or {}
-        if labels.USER in found and labels.UID in found:
-            uids[found[labels.USER]] = int(found[labels.UID])
-    return uids
+    """username -> uid, from the classroom's registry (d2lhub.identity), which first adopts the uids
+    the home volumes' labels record for names it lacks."""
+    return identity.seed(classroom, client or engine.docker_client())
 
 
 def ownership_problem(entry: Path, username: str, uids: dict[str, int]) -> str | None:
     """Why `entry` cannot be `username`'s own submission, or None when it is."""
     expected = uids.get(username)
     if expected is None:
-        return f"{username} is not a student of this hub (no home volume)"
+        return f"{username} is not a student of this hub (no uid in its registry)"
     for path in [entry, *entry.rglob("*")]:
         info = path.lstat()
         if stat.S_ISLNK(info.st_mode) or not (stat.S_ISDIR(info.st_mode) or stat.S_ISREG(info.st_mode)):
@@ -152,6 +150,7 @@ def ownership_problem(entry: Path, username: str, uids: dict[str, int]) -> str |
 class CollectReport:
     collected: list[str] = field(default_factory=list)
     rejected: list[tuple[str, str]] = field(default_factory=list)  # (inbound entry, reason)
+    restamped: list[tuple[str, str]] = field(default_factory=list)  # (inbound entry, what was corrected)
 
 
 def collect(classroom: Classroom, name: str, advance: Advance | None = None) -> CollectReport:
@@ -168,6 +167,8 @@ def collect(classroom: Classroom, name: str, advance: Advance | None = None) -> 
             rejected_dir.mkdir(parents=True, exist_ok=True)
             shutil.move(str(entry), str(rejected_dir / entry.name))
             report.rejected.append((entry.name, problem))
+        elif correction := deadlines.vouch_timestamp(entry):
+            report.restamped.append((entry.name, correction))
         if advance:
             advance(entry.name)
     checked(api.collect(name, update=True), f"collect {name}")
@@ -226,7 +227,9 @@ def autograde(classroom: Classroom, name: str, jobs: int = 0, advance: Advance |
         for student in students:
             try:
                 submission = gb.find_submission(name, student)
-                score, max_score = submission.score, submission.max_score
+                score, max_score = submission.score - submission.late_submission_penalty, submission.max_score
+                if submission.late_submission_penalty:
+                    notes.setdefault(student, f"late: -{submission.late_submission_penalty:g} point(s)")
             except MissingEntry:
                 score, max_score = 0.0, gb.find_assignment(name).max_score
             graded.append(Graded(student, float(score or 0), float(max_score), notes.get(student)))
@@ -254,6 +257,7 @@ def feedback(classroom: Classroom, name: str) -> list[str]:
     except FileNotFoundError:
         raise GradingError(f"{name} has not been autograded yet: run `d2lhub assignment autograde {name}`") from None
     checked(api.generate_feedback(name, force=True), f"generate_feedback {name}")
+    deadlines.annotate_feedback(classroom, name)
     for student, reason in notes.items():
         if (root / "autograded" / student / name).is_dir():
             continue  # nbgrader's feedback shows the autograder's note cell
@@ -272,7 +276,8 @@ def feedback(classroom: Classroom, name: str) -> list[str]:
 
 
 def grades(classroom: Classroom) -> tuple[list[str], list[dict]]:
-    """One row per student: names, email, points per assignment (0 when missing) and total."""
+    """One row per student: names, email, per assignment the points (0 when missing, late penalty taken),
+    how late and the penalty, and the total."""
     with gradebook(classroom) as gb:
         assignments = sorted(a.name for a in gb.assignments)
         rows = []
@@ -280,13 +285,11 @@ def grades(classroom: Classroom) -> tuple[list[str], list[dict]]:
             row = {"username": student.id, "first_name": student.first_name or "",
                    "last_name": student.last_name or "", "email": student.email or ""}
             for assignment in assignments:
-                try:
-                    row[assignment] = float(gb.find_submission(assignment, student.id).score or 0)
-                except MissingEntry:
-                    row[assignment] = 0.0
+                row.update(deadlines.export_columns(gb, assignment, student.id))
             row["total"] = sum(row[a] for a in assignments)
             rows.append(row)
-    return ["username", "first_name", "last_name", "email", *assignments, "total"], rows
+    late_columns = [c for a in assignments for c in (a, f"{a} late by", f"{a} penalty")]
+    return ["username", "first_name", "last_name", "email", *late_columns, "total"], rows
 
 
 def grades_csv(classroom: Classroom) -> str:

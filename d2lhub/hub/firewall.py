@@ -3,9 +3,12 @@
 Docker already stops containers on the bridge from talking to each other (icc off). These
 rules add the rest: from the bridge, the host answers only on the hub's API port (not the
 proxy API, not anything else listening there), and forwarded traffic to cloud metadata and
-private ranges (a campus LAN, other hosts' services) is dropped, while the internet stays open
-for `pip install`. Every rule carries a comment naming the hub instance, so it is replaced
-as a set and removed with the hub's network.
+private ranges (a campus LAN, other hosts' services) is dropped. With `network.egress:
+allowlist` or `none`, every other connection out of the bridge is refused too (at once, so a
+student's `pip install` fails fast instead of hanging), and under allowlist the host also answers
+on the egress proxy's port (d2lhub.hub.egress), the only way out; with `open` the internet stays
+open. Every rule carries a comment naming the hub instance, so it is replaced as a set and
+removed with the hub's network.
 """
 
 from __future__ import annotations
@@ -38,18 +41,31 @@ def tag(instance: str) -> tuple[str, ...]:
     return ("-m", "comment", "--comment", f"d2lhub:{instance}")
 
 
-def rules(instance: str, bridge: str, hub_port: int, blocked: tuple[str, ...], apart: bool = False) -> list[Rule]:
+REFUSE = ("-j", "REJECT", "--reject-with", "icmp-admin-prohibited")  # the sender learns at once
+
+
+def rules(
+    instance: str, bridge: str, hub_port: int, blocked: tuple[str, ...], apart: bool = False,
+    egress: str = "open", proxy_port: int = 0,
+) -> list[Rule]:
     """The rules, in the order they must stand at the top of their chains.
 
     `apart` also drops traffic between containers on the bridge: a Swarm-scoped bridge
     ignores the `enable_icc=false` option that keeps a local bridge's containers apart.
+    `egress` (network.egress) other than `open` refuses every connection a container opens
+    through the bridge (replies to connections made to it still pass); under `allowlist` the
+    host answers on `proxy_port`, the egress proxy, as well as on the hub's API port.
     """
     comment = tag(instance)
     forward = [Rule("DOCKER-USER", ("-i", bridge, "-o", bridge, *comment, "-j", "DROP"))] if apart else []
     forward += [Rule("DOCKER-USER", ("-i", bridge, "-d", cidr, *comment, "-j", "DROP")) for cidr in blocked]
+    if egress != "open":
+        new = ("-m", "conntrack", "!", "--ctstate", "RELATED,ESTABLISHED")
+        forward.append(Rule("DOCKER-USER", ("-i", bridge, *new, *comment, *REFUSE)))
+    ports = [hub_port, proxy_port] if egress == "allowlist" else [hub_port]
     host = [
         Rule("INPUT", ("-i", bridge, "-m", "conntrack", "--ctstate", "ESTABLISHED,RELATED", *comment, "-j", "ACCEPT")),
-        Rule("INPUT", ("-i", bridge, "-p", "tcp", "--dport", str(hub_port), *comment, "-j", "ACCEPT")),
+        *(Rule("INPUT", ("-i", bridge, "-p", "tcp", "--dport", str(port), *comment, "-j", "ACCEPT")) for port in ports),
         Rule("INPUT", ("-i", bridge, *comment, "-j", "DROP")),
     ]
     return forward + host
@@ -84,7 +100,8 @@ def remove(instance: str) -> int:
     return len(stale)
 
 
-def in_place(instance: str, bridge: str, hub_port: int, blocked: tuple[str, ...], apart: bool = False) -> bool:
+def in_place(instance: str, bridge: str, hub_port: int, blocked: tuple[str, ...], apart: bool = False,
+             **egress) -> bool:
     """Whether this instance's rules all stand, for this bridge (iptables prints them normalised,
     so rules are matched by chain, bridge and target rather than by their exact text)."""
     def shape(rule: Rule) -> tuple[str, ...]:
@@ -92,21 +109,26 @@ def in_place(instance: str, bridge: str, hub_port: int, blocked: tuple[str, ...]
         value = lambda flag: spec[spec.index(flag) + 1] if flag in spec else ""  # noqa: E731
         return rule.table_chain, value("-i"), value("-d"), value("--dport"), spec[-1]
 
-    return [shape(r) for r in current(instance)] == [shape(r) for r in rules(instance, bridge, hub_port, blocked, apart)]
+    wanted = rules(instance, bridge, hub_port, blocked, apart, **egress)
+    return [shape(r) for r in current(instance)] == [shape(r) for r in wanted]
 
 
-def ensure(instance: str, bridge: str, hub_port: int, blocked: tuple[str, ...], apart: bool = False) -> bool:
-    """Re-apply the rules when some are missing (a restarted engine, a flushed table); True when it did."""
+def ensure(instance: str, bridge: str, hub_port: int, blocked: tuple[str, ...], apart: bool = False,
+           **egress) -> bool:
+    """Re-apply the rules when some are missing (a restarted engine, a flushed table); True when it did.
+
+    `egress`: network.egress and the proxy's port, as `rules` takes them."""
     with _ensuring:
-        if in_place(instance, bridge, hub_port, blocked, apart):
+        if in_place(instance, bridge, hub_port, blocked, apart, **egress):
             return False
-        apply(instance, bridge, hub_port, blocked, apart)
+        apply(instance, bridge, hub_port, blocked, apart, **egress)
         return True
 
 
-def apply(instance: str, bridge: str, hub_port: int, blocked: tuple[str, ...], apart: bool = False) -> list[Rule]:
+def apply(instance: str, bridge: str, hub_port: int, blocked: tuple[str, ...], apart: bool = False,
+          **egress) -> list[Rule]:
     """Replace this instance's rules with the current set (idempotent, safe across hub restarts)."""
-    wanted = rules(instance, bridge, hub_port, blocked, apart)
+    wanted = rules(instance, bridge, hub_port, blocked, apart, **egress)
     remove(instance)
     for rule in reversed(wanted):  # -I puts each at the top: insert in reverse to keep the order
         iptables("-I", rule.table_chain, *rule.spec)

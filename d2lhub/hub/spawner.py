@@ -1,9 +1,11 @@
 """The classroom's DockerSpawner: one container per student, their own uid and volume.
 
 Why a subclass rather than plain settings:
-- each student runs as a uid of their own (uid_base + hub user id), so files in
-  shared volumes (the exchange) carry real identities; their home volume is made
-  theirs once, by a throwaway root container, when it is first created;
+- each student runs as a uid of their own, handed out once per name by the classroom's
+  registry (d2lhub.identity), so files in shared volumes (the exchange) carry real
+  identities that survive a deleted account or a rebuilt hub database; their home volume
+  is made theirs when it is created, and put right if it belongs to another uid
+  (d2lhub.hub.homes);
 - Docker calls go through a bounded pool instead of DockerSpawner's single
   thread, so a class signing in at once is not served one student at a time;
 - limits come from the chosen profile, and the spawn page says what happens;
@@ -29,7 +31,7 @@ from dockerspawner import DockerSpawner
 from traitlets import Any, Dict, Unicode, default
 from traitlets.config import LoggingConfigurable
 
-from d2lhub import diskspace, labels
+from d2lhub import diskspace, homefs, labels
 from d2lhub.config import Profile
 from d2lhub.course.manifest import MANIFEST_NAME, CourseError, CourseManifest
 from d2lhub.grading import layout
@@ -74,9 +76,17 @@ class ClassroomMixin(LoggingConfigurable):
             cls._pool = ThreadPoolExecutor(self.classroom.spawner.docker_workers, thread_name_prefix="docker")
         return cls._pool
 
+    _uid: int | None = None
+
     @property
     def uid(self) -> int:
-        return self.classroom.spawner.uid_base + self.user.id
+        """The student's uid from the classroom's registry (found at each start, see `_identify`)."""
+        if self._uid is None:
+            self._uid = self._identify()
+        return self._uid
+
+    def _identify(self) -> int:
+        return homes.student_uid(self.client, self.classroom, self.home_volume, self.user.name)
 
     @property
     def home_volume(self) -> str:
@@ -211,9 +221,12 @@ class ClassroomMixin(LoggingConfigurable):
 
     # Start ----------------------------------------------------------------
 
-    def _prepare_home(self) -> bool:
-        """Create the student's home volume, theirs (d2lhub.hub.homes); True when it was new."""
-        return homes.prepare(self.client, self.classroom, self.home_volume, self.user.name, self.uid, self.image)
+    _home_limit: int | None = None
+
+    def _prepare_home(self) -> str:
+        """Create the student's home volume, theirs and limited, or put it right (d2lhub.hub.homes); what was done."""
+        return homes.prepare(self.client, self.classroom, self.home_volume, self.user.name, self.uid, self.image,
+                             self._home_limit)
 
     _extra_env: dict[str, str] = {}
 
@@ -229,11 +242,12 @@ class ClassroomMixin(LoggingConfigurable):
 
     def _apply_profile(self, profile: Profile, assignment: gpus.Assignment | None = None) -> None:
         limits = self.classroom.limits_for(profile)
+        self._home_limit = homefs.limit_for(self.classroom, self.user.name, profile)
         self.image = self.images.get(profile.image, self.image)
         self.mem_limit = limits.memory
         self.cpu_limit = limits.cpu
         grader = self.is_grader()
-        self.volumes = {self.home_volume: HOME, **layout.student_mounts(self.classroom, self.uid, grader)}
+        self.volumes = {self.home_volume: HOME, **layout.student_mounts(self.classroom, self.uid, grader, self.user.name)}
         self.read_only_volumes = {labels.data_volume(self.classroom.spawner.instance): DATA_MOUNT}
         if self.course_dir:
             self.read_only_volumes[self.course_dir] = COURSE_MOUNT
@@ -277,14 +291,15 @@ class ClassroomMixin(LoggingConfigurable):
             raise RuntimeError(diskspace.full_message(self.classroom.hub.state_dir)) from None
         if await asyncio.wrap_future(self.executor.submit(self._ensure_firewall)):
             self.log.warning("the firewall rules of %s were missing: re-applied", self.classroom.spawner.instance)
+        self._uid = await asyncio.wrap_future(self.executor.submit(self._identify))
         profile, assignment = await self._assign_gpus(self.chosen_profile())
         self._apply_profile(profile, assignment)
         self._events.append(f"Server type: {profile.display_name}, image {self.image}")
         if assignment:
             self._events.append(f"Assigned {assignment.describe()}")
-        new = await asyncio.wrap_future(self.executor.submit(self._prepare_home))
-        if new:
-            self._events.append("Created your home volume")
+        done = await asyncio.wrap_future(self.executor.submit(self._prepare_home))
+        if done:
+            self._events.append(done)
         self._events.append(self.course_message())
         started = await self._started(assignment)
         self._events.append(f"{self.object_type.title()} started; waiting for JupyterLab to answer")
@@ -351,7 +366,9 @@ class ClassroomSpawner(ClassroomMixin, DockerSpawner):
         self.extra_create_kwargs = {"user": f"{self.uid}:{STUDENT_GID}", "labels": server_labels}
         self.extra_host_config = {
             "pids_limit": limits.pids,
-            "tmpfs": layout.EXCHANGE_ROOT_TMPFS,
+            # Students write only where a limit holds: their home (a qgroup), /tmp (its size), the inbound (a qgroup).
+            "read_only": True,
+            "tmpfs": {**layout.EXCHANGE_ROOT_TMPFS, "/tmp": f"size={limits.tmp},mode=1777"},
             "cap_drop": ["ALL"],
             "security_opt": ["no-new-privileges"],
             "init": False,  # tini is the image's entrypoint

@@ -16,8 +16,11 @@ from d2lhub import state
 from d2lhub.config import Classroom
 from d2lhub.diskspace import full_message
 from d2lhub.grading.layout import group_names
+from d2lhub.hub import egress
 from d2lhub.hub.auth import ClassroomAuthenticator
+from d2lhub.hub.authsso import ClassroomLDAPAuthenticator, ClassroomOAuthenticator
 from d2lhub.hub.facts import Facts
+from d2lhub.hub.lti import ClassroomLTI13Authenticator
 from d2lhub.hub.spawner import ClassroomSpawner
 from d2lhub.hub.swarmspawner import ClassroomSwarmSpawner
 from d2lhub.studentimage import DATA_MOUNT, HOME
@@ -37,24 +40,29 @@ def groups(classroom: Classroom) -> dict[str, dict]:
     return {names["students"]: {"users": students}, names["graders"]: {"users": graders}}
 
 
+def managed(classroom: Classroom, facts: Facts, name: str, command: list[str]) -> dict:
+    """A service the hub starts, through the launcher that records it and ties it to the hub's life."""
+    records = str(state.services_dir(classroom))
+    return {"name": name, "command": [facts.python, "-m", "d2lhub.hub.servicerun", records, name, "--", *command]}
+
+
 def services_and_roles(classroom: Classroom, facts: Facts) -> tuple[list[dict], list[dict]]:
-    """The hub's services (the CLI's token, the idle culler, the lecture schedule) and their roles."""
+    """The hub's services (the CLI's token, the idle culler, the lecture schedule, the students'
+    egress proxy) and their roles."""
     services = [{"name": state.CLI_SERVICE, "api_token": facts.cli_token}]
     roles = [{"name": state.CLI_SERVICE, "scopes": CLI_SCOPES, "services": [state.CLI_SERVICE]}]
     culling = classroom.culling
     if culling.enabled:
-        services.append({
-            "name": "idle-culler",
-            "command": [facts.python, "-m", "jupyterhub_idle_culler",
-                        f"--timeout={culling.timeout}", f"--cull-every={culling.every}"],
-        })
+        services.append(managed(classroom, facts, "idle-culler", [
+            facts.python, "-m", "jupyterhub_idle_culler", f"--timeout={culling.timeout}", f"--cull-every={culling.every}",
+        ]))
         roles.append({"name": "idle-culler", "scopes": CULLER_SCOPES, "services": ["idle-culler"]})
     if classroom.prestart.schedule:
-        services.append({
-            "name": "lecture-prestart",
-            "command": [facts.python, "-m", "d2lhub.cli", "prestart", "--on-schedule",
-                        "--config", str(facts.config_file)],
-        })
+        services.append(managed(classroom, facts, "lecture-prestart", [
+            facts.python, "-m", "d2lhub.cli", "prestart", "--on-schedule", "--config", str(facts.config_file),
+        ]))
+    if facts.egress_command:
+        services.append(managed(classroom, facts, egress.SERVICE, list(facts.egress_command)))
     return services, roles
 
 
@@ -90,17 +98,106 @@ def apply_hub(c, classroom: Classroom, facts: Facts) -> None:
     c.JupyterHub.services, c.JupyterHub.load_roles = services_and_roles(classroom, facts)
 
 
+def apply_lti13(c, classroom: Classroom) -> None:
+    """Sign-in by launch from the LMS: jupyterhub-ltiauthenticator's tool, checked against auth.lti13."""
+    lti = classroom.auth.lti13
+    c.JupyterHub.authenticator_class = ClassroomLTI13Authenticator
+    c.LTI13Authenticator.issuer = lti.issuer
+    c.LTI13Authenticator.client_id = {lti.client_id}
+    c.LTI13Authenticator.authorize_url = lti.auth_login_url
+    c.LTI13Authenticator.jwks_endpoint = lti.jwks_url
+    c.LTI13Authenticator.uri_scheme = "https" if classroom.hub.https else "http"
+    c.LTI13Authenticator.tool_name = classroom.course.name
+    c.ClassroomLTI13Authenticator.settings = lti.model_dump()
+    c.ClassroomLTI13Authenticator.state_dir = str(classroom.hub.state_dir)
+    c.ClassroomLTI13Authenticator.course_groups = group_names(classroom)
+    c.Authenticator.allow_all = True  # the launch's deployment, context and roles decide (ClassroomLTI13Authenticator)
+
+
 def apply_auth(c, classroom: Classroom, facts: Facts) -> None:
     accounts = classroom.auth.accounts
+    c.Authenticator.admin_users = {a.name for a in accounts if a.role == "admin"}
+    if classroom.auth.kind == "native":
+        apply_native(c, classroom, facts)
+    elif classroom.auth.kind == "lti13":
+        c.JupyterHub.load_groups = groups(classroom)
+        apply_lti13(c, classroom)
+    else:  # the identity's groups set the hub's groups (manage_groups): no load_groups
+        apply_identity(c, classroom)
+        (apply_oidc if classroom.auth.kind == "oidc" else apply_ldap)(c, classroom, facts)
+
+
+def apply_native(c, classroom: Classroom, facts: Facts) -> None:
     c.JupyterHub.authenticator_class = ClassroomAuthenticator
     c.ClassroomAuthenticator.seed_passwords = facts.passwords
     c.ClassroomAuthenticator.roster_hashes_file = str(classroom.hub.state_dir / state.ROSTER_HASHES_FILE)
     c.NativeAuthenticator.open_signup = classroom.auth.open_signup
     c.NativeAuthenticator.minimum_password_length = 8
     c.Authenticator.allow_all = True  # NativeAuthenticator admits only approved accounts
-    c.Authenticator.allowed_users = {a.name for a in accounts if a.role != "admin"}
-    c.Authenticator.admin_users = {a.name for a in accounts if a.role == "admin"}
+    c.Authenticator.allowed_users = {a.name for a in classroom.auth.accounts if a.role != "admin"}
     c.JupyterHub.load_groups = groups(classroom)
+
+
+def apply_identity(c, classroom: Classroom) -> None:
+    """What OIDC and LDAP share: the identity's groups decide roles, hub groups and who may sign in."""
+    auth = classroom.auth
+    identity = auth.oidc or auth.ldap
+    c.Authenticator.allow_all = False  # the allow-list is the classroom's groups, never anyone the provider knows
+    c.Authenticator.allow_existing_users = False  # users of a former kind sign in through their groups too
+    c.Authenticator.manage_groups = True  # each sign-in brings the hub's groups in line with the identity's
+    c.Authenticator.enable_auth_state = False  # the provider's tokens are not kept
+    c.ClassroomIdentity.role_groups = {role: list(names) for role, names in identity.roles.mapping().items()}
+    c.ClassroomIdentity.allowed_groups_extra = list(identity.allowed_groups)
+    c.ClassroomIdentity.account_roles = {a.name: a.role for a in auth.accounts}
+    c.ClassroomIdentity.course_groups = group_names(classroom)
+    c.ClassroomIdentity.shared_groups = sorted({g for p in classroom.profiles for g in p.groups})
+
+
+def apply_oidc(c, classroom: Classroom, facts: Facts) -> None:
+    oidc = classroom.auth.oidc
+    c.JupyterHub.authenticator_class = ClassroomOAuthenticator
+    settings = c.ClassroomOAuthenticator
+    settings.authorize_url = facts.sign_in["authorize_url"]
+    settings.token_url = facts.sign_in["token_url"]
+    if oidc.claims_from == "id_token":
+        settings.userdata_from_id_token = True
+        settings.jwks_url = facts.sign_in["jwks_url"]
+        settings.oidc_issuer = facts.sign_in["issuer"]  # as the discovery document spells it
+    else:
+        settings.userdata_url = facts.sign_in["userdata_url"]
+    settings.client_id = oidc.client_id
+    settings.client_secret = facts.sign_in["client_secret"]
+    settings.scope = list(oidc.scopes)
+    settings.username_claim = oidc.username_claim
+    settings.groups_claim = oidc.groups_claim
+    settings.auth_state_groups_key = f"oauth_user.{oidc.groups_claim}"
+    settings.validate_server_cert = oidc.verify_tls
+    settings.login_service = "your institution's account"
+    settings.enable_pkce = True
+    settings.basic_auth = True  # client_secret_basic: the OIDC default every provider takes
+
+
+def apply_ldap(c, classroom: Classroom, facts: Facts) -> None:
+    ldap = classroom.auth.ldap
+    c.JupyterHub.authenticator_class = ClassroomLDAPAuthenticator
+    settings = c.ClassroomLDAPAuthenticator
+    settings.server_address = ldap.server
+    if ldap.port:
+        settings.server_port = ldap.port
+    settings.tls_strategy = ldap.tls
+    if ldap.ca_file:
+        settings.tls_kwargs = {"ca_certs_file": str(ldap.ca_file)}
+    settings.allowed_groups = list(ldap.every_group())  # the groups whose membership is looked up
+    settings.group_search_filter = ldap.group_filter
+    if ldap.search is None:
+        settings.bind_dn_template = list(ldap.bind_dn_template)
+    else:
+        settings.lookup_dn = True
+        settings.user_search_base = ldap.search.base
+        settings.user_attribute = ldap.search.attribute
+        settings.lookup_dn_search_user = ldap.search.bind_dn
+        settings.lookup_dn_search_password = facts.sign_in.get("bind_password", "")
+        settings.lookup_dn_user_dn_attribute = ldap.search.attribute
 
 
 def apply_spawner(c, classroom: Classroom, facts: Facts) -> None:
@@ -123,7 +220,11 @@ def apply_spawner(c, classroom: Classroom, facts: Facts) -> None:
     c.Spawner.default_url = "/lab/tree/d2l"
     c.Spawner.start_timeout = classroom.hub.start_timeout
     c.Spawner.http_timeout = classroom.hub.start_timeout
-    c.Spawner.environment = {"D2LHUB_COURSE": classroom.course.id, "MXNET_HOME": f"{DATA_MOUNT}/mxnet"}
+    c.Spawner.environment = {
+        "D2LHUB_COURSE": classroom.course.id,
+        "MXNET_HOME": f"{DATA_MOUNT}/mxnet",
+        **egress.student_environment(classroom.network, facts.egress_proxy, facts.hub_address),
+    }
 
 
 def apply(c, classroom: Classroom, facts: Facts) -> None:

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import re
 import sys
 import time
 from pathlib import Path
@@ -38,24 +39,28 @@ def failing_cell(nb: nbformat.NotebookNode) -> int | None:
 
 
 def run_chapter(path: Path, timeout: int) -> tuple[str, str]:
-    """(status, first error) for one notebook executed in a fresh kernel."""
+    """(outcome, detail) for one notebook executed in a fresh kernel: ok, needs data (its name),
+    timed out, broken (the first error)."""
     nb = nbformat.read(path, as_version=4)
     if not any(cell.cell_type == "code" and cell.source.strip() for cell in nb.cells):
-        return "no code", ""  # an index page: nothing to run, no kernel to start
+        return "ok", ""  # an index page: nothing to run, no kernel to start
     client = NotebookClient(
         nb, timeout=timeout, kernel_name="python3", resources={"metadata": {"path": str(path.parent)}}
     )
     try:
         client.execute()
     except CellExecutionError as exc:
+        missing = re.match(r"data set '([^']+)'", exc.evalue or "")
+        if exc.ename == "DataNotCached" and missing:  # d2lhub_datacache: not in the class's cache
+            return "needs data", missing.group(1)
         cell = failing_cell(nb)
         where = f"cell {cell}: " if cell else ""
-        return "failed", f"{where}{exc.ename}: {exc.evalue}"
+        return "broken", f"{where}{exc.ename}: {exc.evalue}"
     except CellTimeoutError:
-        return "timeout", f"a cell ran longer than {timeout}s"
+        return "timed out", f"a cell ran longer than {timeout}s"
     except DeadKernelError:
-        return "failed", "the kernel died (out of memory?)"
-    return "passed", ""
+        return "broken", "the kernel died (out of memory?)"
+    return "ok", ""
 
 
 def main(argv: list[str]) -> int:
@@ -74,8 +79,8 @@ def main(argv: list[str]) -> int:
         try:
             status, error = run_chapter(target / chapter, args.timeout)
         except Exception as exc:  # an unreadable notebook or a kernel that won't start fails this chapter only
-            status, error = "failed", f"{type(exc).__name__}: {exc}"
-        emit(event="done", chapter=chapter, status=status, seconds=round(time.monotonic() - started, 2), error=error)
+            status, error = "broken", f"{type(exc).__name__}: {exc}"
+        emit(event="done", chapter=chapter, outcome=status, seconds=round(time.monotonic() - started, 2), detail=error)
     return 0
 
 

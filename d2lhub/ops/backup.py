@@ -21,11 +21,12 @@ from pathlib import Path
 import docker
 
 from d2lhub import engine, labels
+from d2lhub import state as state_names
 from d2lhub.config import Classroom
 from d2lhub.studentimage import student_image
 
 MANIFEST = "d2lhub-backup.json"
-SKIPPED = {"jupyterhub.pid", "proxy.pid", "jupyterhub.log", "dockerd.log"}
+SKIPPED = {"jupyterhub.pid", "proxy.pid", "jupyterhub.log", "dockerd.log", "uids.json.lock"}
 Progress = Callable[[str], None]
 
 
@@ -95,8 +96,11 @@ def backup(classroom: Classroom, archive_path: Path, say: Progress = lambda _: N
     os.fchmod(descriptor, 0o600)
     with os.fdopen(descriptor, "wb") as private, tarfile.open(fileobj=private, mode="w:gz") as archive, \
             tempfile.TemporaryDirectory() as scratch:
+        homes = (state_names.homes_dir(classroom), state_names.homes_image(classroom))  # homes travel as volumes
         for path in sorted(state.rglob("*")):
             if not path.is_file() or path.name in SKIPPED or path.name.endswith((".partial", "-journal")):
+                continue
+            if any(path == folder or folder in path.parents for folder in homes):
                 continue
             name = f"state/{path.relative_to(state)}"
             if path.suffix in {".sqlite", ".db"}:

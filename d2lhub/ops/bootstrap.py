@@ -1,5 +1,5 @@
-"""What `make up` and `make test` ensure before a hub can run: an engine, a proxy,
-a base image, the student image and the classroom network.
+"""What `make up` and `make test` ensure before a hub can run: an engine, a proxy (and squid,
+the students' egress proxy), a base image, the student image and the classroom network.
 
 Each step checks first and does nothing when all is there, so a second run is quick.
 A registry-less or air-gapped site works: the base image is built from Debian's
@@ -20,7 +20,7 @@ from pathlib import Path
 import docker
 import docker.errors
 
-from d2lhub import labels
+from d2lhub import homefs, labels
 from d2lhub.config import Classroom
 from d2lhub.engine import (
     EngineError,
@@ -29,6 +29,8 @@ from d2lhub.engine import (
     ensure_network,
     has_image,
 )
+from d2lhub.hub import homes
+from d2lhub.hub.facts import find_squid
 from d2lhub.studentimage import build_args, image_inputs, images_in_use, student_image
 
 Say = Callable[[str], None]
@@ -60,6 +62,11 @@ def apt_install(*packages: str, say: Say = _default_say) -> None:
         subprocess.run(["apt-get", "install", "-y", "-qq", *packages], check=True, env=env, capture_output=True)
 
 
+def systemd_runs() -> bool:
+    return bool(shutil.which("systemctl")) and subprocess.run(
+        ["systemctl", "is-system-running"], capture_output=True).returncode == 0
+
+
 def ensure_engine(log_dir: Path, say: Say = _default_say, wait_seconds: int = 90) -> docker.DockerClient:
     """Use the engine that answers; on a Debian machine without one, install and start dockerd."""
     if engine_answers():
@@ -68,7 +75,7 @@ def ensure_engine(log_dir: Path, say: Say = _default_say, wait_seconds: int = 90
         apt_install("docker.io", say=say)
     if not can_install_packages():
         raise BootstrapError("no Docker engine answers: start Docker (systemctl start docker) and try again")
-    if shutil.which("systemctl") and subprocess.run(["systemctl", "is-system-running"], capture_output=True).returncode == 0:
+    if systemd_runs():
         subprocess.run(["systemctl", "start", "docker"], check=False)
     if not engine_answers():
         log_dir.mkdir(parents=True, exist_ok=True)
@@ -95,6 +102,24 @@ def ensure_proxy(say: Say = _default_say) -> str:
     found = shutil.which("configurable-http-proxy")
     if not found:
         raise BootstrapError("configurable-http-proxy is not on PATH after `npm install -g`")
+    return found
+
+
+def ensure_egress_proxy(classroom: Classroom | None = None, say: Say = _default_say) -> str | None:
+    """squid, Debian's forward proxy, for `network.egress: allowlist` (d2lhub.hub.egress); the hub runs
+    its own, so a system squid that the package starts is stopped and disabled again."""
+    if classroom is not None and classroom.network.egress != "allowlist":
+        return None
+    found = find_squid()
+    if found:
+        return found
+    apt_install("squid", say=say)
+    if systemd_runs():
+        say("stopping the system's squid service (the hub runs its own, for its students only)")
+        subprocess.run(["systemctl", "disable", "--now", "squid"], check=False, capture_output=True)
+    found = find_squid()
+    if not found:
+        raise BootstrapError("squid is not installed after `apt-get install squid`")
     return found
 
 
@@ -187,7 +212,9 @@ def ensure_images(client: docker.DockerClient, classroom: Classroom, say: Say = 
 def ensure_all(classroom: Classroom, say: Say = _default_say) -> dict[str, str]:
     """Everything a hub needs; returns the student image tags by key."""
     client = ensure_engine(classroom.hub.state_dir, say=say)
+    ensure_homes(client, classroom, say=say)  # first: a home limit the host cannot keep stops here
     ensure_proxy(say=say)
+    ensure_egress_proxy(classroom, say=say)
     ensure_base_image(client, classroom, say=say)
     tags = ensure_images(client, classroom, say=say)
     ensure_network(client, classroom.spawner.instance, classroom.spawner.instance)
@@ -196,3 +223,14 @@ def ensure_all(classroom: Classroom, say: Say = _default_say) -> dict[str, str]:
 
         registry.serve_images(client, classroom, tags, say=say)
     return tags
+
+
+def ensure_homes(client: docker.DockerClient, classroom: Classroom, say: Say = _default_say) -> None:
+    """The homes file system with its quotas (btrfs-progs installed when missing); refuses, with the reason,
+    a limits.home this host cannot keep."""
+    if homefs.enabled(classroom) and shutil.which("mkfs.btrfs") is None and can_install_packages():
+        apt_install("btrfs-progs", say=say)
+    try:
+        homes.ensure_filesystem(client, classroom, say)
+    except homefs.QuotaError as error:
+        raise BootstrapError(str(error)) from None

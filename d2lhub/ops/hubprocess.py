@@ -14,6 +14,7 @@ from d2lhub import labels
 from d2lhub.config import Classroom
 from d2lhub.engine import docker_client
 from d2lhub.hubapi import answers, api
+from d2lhub.ops import services
 from d2lhub.state import CONFIG_ENV, log_file, pid_file
 
 SOURCE_ROOT = Path(__file__).resolve().parents[2]  # the checkout: jupyterhub_config.py and the d2lhub package
@@ -50,11 +51,14 @@ def start(classroom: Classroom, config_file: Path, wait_seconds: int = 90, hub_c
     pid = running_pid(classroom)
     if pid and answers(classroom):
         return pid
+    if pid is None:  # services of a hub that died (crash, SIGKILL) must not run beside the new hub's
+        services.stop_leftovers(classroom)
     state = classroom.hub.state_dir
     state.mkdir(parents=True, exist_ok=True)
     # The hub imports the same d2lhub as this command, not whichever copy is installed.
     python_path = os.pathsep.join(filter(None, [str(SOURCE_ROOT), os.environ.get("PYTHONPATH")]))
-    env = {**os.environ, CONFIG_ENV: str(config_file.resolve()), "PYTHONPATH": python_path}
+    # A crash (SIGSEGV, SIGABRT) leaves the Python stack of every thread in the hub's log.
+    env = {**os.environ, CONFIG_ENV: str(config_file.resolve()), "PYTHONPATH": python_path, "PYTHONFAULTHANDLER": "1"}
     with open(log_file(classroom), "ab") as log:
         process = subprocess.Popen(
             [sys.executable, "-m", "jupyterhub", "-f", str(hub_config)],
@@ -83,18 +87,18 @@ def tail(path: Path, lines: int = 15) -> str:
 
 
 def stop(classroom: Classroom, wait_seconds: int = 30) -> bool:
-    """Stop the hub (its proxy with it); student servers are left to `stop_servers`."""
+    """Stop the hub (its proxy with it) and any service a dead hub left behind; True when a hub ran.
+    Student servers are left to `stop_servers`."""
     pid = running_pid(classroom)
-    if pid is None:
-        return False
-    os.kill(pid, signal.SIGTERM)
-    deadline = time.monotonic() + wait_seconds
-    while time.monotonic() < deadline:
-        if not alive(pid):
-            return True
-        time.sleep(0.2)
-    os.kill(pid, signal.SIGKILL)
-    return True
+    if pid is not None:
+        os.kill(pid, signal.SIGTERM)
+        deadline = time.monotonic() + wait_seconds
+        while alive(pid) and time.monotonic() < deadline:
+            time.sleep(0.2)
+        if alive(pid):
+            os.kill(pid, signal.SIGKILL)
+    services.stop_leftovers(classroom)
+    return pid is not None
 
 
 def stop_servers(classroom: Classroom) -> int:
@@ -102,10 +106,10 @@ def stop_servers(classroom: Classroom) -> int:
     client = docker_client()
     mine = labels.labelled(classroom.spawner.instance)
     if classroom.spawner.kind == "swarm":
-        services = client.services.list(filters=mine)
-        for service in services:
+        found = client.services.list(filters=mine)
+        for service in found:
             service.remove()
-        return len(services)
+        return len(found)
     containers = client.containers.list(filters=mine)
     for container in containers:
         container.stop(timeout=10)

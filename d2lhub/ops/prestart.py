@@ -166,7 +166,7 @@ def on_schedule(classroom: Classroom, say: Callable[[str], None]) -> None:
     """Start the class's servers at every time the schedule names, for as long as the hub runs."""
     settings = classroom.prestart
     while True:
-        due = next_start(settings.schedule, settings.timezone, datetime.now(timezone.utc))
+        due = next_start(settings.schedule, settings.timezone or classroom.course.timezone, datetime.now(timezone.utc))
         say(f"next start of the class's servers: {due.isoformat()}")
         while (left := (due - datetime.now(timezone.utc)).total_seconds()) > 0:
             time.sleep(min(left, 60))  # short naps: a changed system clock is noticed within a minute

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib.util
+import os
 import re
 import sys
 from pathlib import Path
@@ -24,7 +25,9 @@ def _load_hub_fixtures():
 hub_fixtures = _load_hub_fixtures()
 from harness import ACCOUNTS  # noqa: E402 (on the path once the fixtures are loaded)
 
-SCREENSHOTS = REPO / "test-output" / "screenshots"
+# `make screenshots` runs these tests with D2LHUB_SCREENSHOTS=docs/img: the guides' pictures are
+# what the browser saw, never made by hand (tests/unit/test_docs_images.py checks the names).
+SCREENSHOTS = REPO / os.environ.get("D2LHUB_SCREENSHOTS", "test-output/screenshots")
 CHROMIUM = "/usr/bin/chromium"  # Debian's build: `make test` installs it; Playwright never downloads one
 CHROMIUM_ARGS = [
     "--no-sandbox",

@@ -10,7 +10,7 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).parent))  # harness and hubclient, for tests run from anywhere
 
-from harness import TEST_PREFIX, launched_hub, remove_labelled  # noqa: E402
+from harness import TEST_PREFIX, launched_hub, remove_labelled, unmount_under  # noqa: E402
 
 from d2lhub import engine  # noqa: E402
 
@@ -23,6 +23,13 @@ def docker_client():
     # Leftovers of a killed run; recent ones may belong to a run still going beside this one.
     remove_labelled(client, lambda instance: instance.startswith(TEST_PREFIX), datetime.now(timezone.utc) - timedelta(hours=3))
     return client
+
+
+@pytest.fixture(scope="session", autouse=True)
+def no_mounts_left(tmp_path_factory):
+    """Hubs' homes file systems (loop devices) and binds under this run's folders go at the end."""
+    yield
+    unmount_under(tmp_path_factory.getbasetemp())
 
 
 @pytest.fixture(scope="session")

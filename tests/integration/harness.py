@@ -3,7 +3,9 @@ named and labelled per run and cleaned up by label."""
 
 from __future__ import annotations
 
+import shutil
 import socket
+import subprocess
 import time
 import uuid
 from datetime import datetime, timezone
@@ -15,7 +17,7 @@ import yaml
 from d2lhub import config, labels
 from d2lhub.course.build import build_course
 from d2lhub.grading import layout
-from d2lhub.hub import firewall
+from d2lhub.hub import egress, firewall
 from d2lhub.ops import hubprocess
 from d2lhub.state import course_dir, public_url
 
@@ -32,15 +34,15 @@ ROLES = {"student1": "student", "student2": "student", "teacher": "instructor", 
 
 
 def free_port_block() -> int:
-    """A port p with p, p+1 (proxy API) and p+81 (hub API) all free."""
+    """A port p with p, p+1 (proxy API), p+81 (hub API) and p+82 (egress proxy) all free."""
     for _ in range(200):
         with socket.socket() as probe:
             probe.bind(("127.0.0.1", 0))
             port = probe.getsockname()[1]
-        if port + 81 > 65535:
+        if port + 82 > 65535:
             continue
         try:
-            for offset in (1, 81):
+            for offset in (1, 81, 82):
                 with socket.socket() as probe:
                     probe.bind(("127.0.0.1", port + offset))
             return port
@@ -71,7 +73,8 @@ def remove_labelled(client, instance_filter, cutoff: datetime | None = None) -> 
     for service in services:
         if wanted(service.attrs["Spec"].get("Labels"), service.attrs):
             service.remove()
-    for container in client.containers.list(all=True, filters={"label": labels.INSTANCE}):
+    # ignore_removed: other runs on this engine remove their own containers meanwhile
+    for container in client.containers.list(all=True, filters={"label": labels.INSTANCE}, ignore_removed=True):
         if wanted(container.labels, container.attrs):
             container.remove(force=True)
     for volume in client.volumes.list(filters={"label": labels.INSTANCE}):
@@ -88,6 +91,7 @@ def remove_labelled(client, instance_filter, cutoff: datetime | None = None) -> 
                         raise
                     time.sleep(0.5)
             firewall.remove(network.attrs["Labels"][labels.INSTANCE])
+            shutil.rmtree(egress.RUN_ROOT / network.attrs["Labels"][labels.INSTANCE], ignore_errors=True)
 
 
 def place_collected(classroom, student: str, assignment: str, notebook_text: str) -> Path:
@@ -108,10 +112,12 @@ def write_classroom(folder: Path, **overrides) -> Path:
         "course": {"id": "d2l", "name": "D2L test course", "term": "Test term", "help_url": "http://127.0.0.1/help",
                    "source": str(REPO / "course"),
                    "assignments": str(REPO / "assignments")},
-        "hub": {"port": free_port_block(), "state_dir": str(folder / "state")},
         "auth": {"accounts": [{"name": n, "role": ROLES[n], "password": p} for n, p in ACCOUNTS.items()]},
         "images": {"student": {"name": "d2lhub/student", "context": str(REPO / "images/student")}},
-        "limits": {"cpu": 1.0, "memory": "2G"},
+        # Homes on a small btrfs of their own (made at hub start, in a sparse file under state/).
+        "hub": {"port": free_port_block(), "state_dir": str(folder / "state"), "homes_size": "256M"},
+        "limits": {"cpu": 1.0, "memory": "2G", "home": "64M"},
+        "grading": {"inbound_size": "32M", "max_submission": "8M"},
         "culling": {"enabled": False},
         "spawner": {"instance": instance},
     }
@@ -146,6 +152,21 @@ class RunningHub:
         return browser
 
 
+def roster_student(hub: RunningHub, folder: Path, name: str):
+    """One more student, through `d2lhub roster import` as an instructor adds one, signed in."""
+    from hubclient import Browser
+    from test_cli import d2lhub
+
+    roster = folder / f"{name}.csv"
+    roster.write_text(f"username,first name,last name,email,role\n{name},New,Student,,student\n")
+    d2lhub("roster", "import", str(roster), "--config", str(hub.path))
+    rows = (hub.classroom.hub.state_dir / "roster-passwords.csv").read_text().splitlines()
+    password = next(line.split(",", 1)[1] for line in rows if line.startswith(f"{name},"))
+    browser = Browser(hub.url)
+    assert browser.login(name, password).status_code == 302, f"sign-in of {name} failed"
+    return browser
+
+
 def launched_hub(folder: Path, docker_client, **overrides):
     """A hub of its own, started now; yields it, then stops it and removes all it made."""
     running = RunningHub(write_classroom(folder, **overrides))
@@ -157,3 +178,42 @@ def launched_hub(folder: Path, docker_client, **overrides):
         running.stop()
         instance = running.classroom.spawner.instance
         remove_labelled(docker_client, lambda value: value == instance)
+        unmount_under(running.classroom.hub.state_dir)
+
+
+def unmount_under(folder: Path) -> None:
+    """Unmount what a test's hub mounted under `folder` (the homes file system, the submissions' bind),
+    deepest first; a loop-mounted file system's loop device goes with it."""
+    folder = str(Path(folder).resolve())
+    points = {line.split(" ")[4].replace("\\040", " ") for line in Path("/proc/self/mountinfo").read_text().splitlines()}
+    for point in sorted((p for p in points if p == folder or p.startswith(folder + "/")), key=len, reverse=True):
+        if subprocess.run(["umount", point], capture_output=True).returncode != 0:
+            subprocess.run(["umount", "-l", point], check=False)
+
+
+def server_uid(docker_client, classroom, name: str) -> int:
+    """The uid the student's running server runs as (its container's user)."""
+    instance = classroom.spawner.instance
+    found = docker_client.containers.list(filters={"label": [f"{labels.INSTANCE}={instance}", f"{labels.USER}={name}"]})
+    assert len(found) == 1, f"expected one running server of {name}, found {[c.name for c in found]}"
+    return int(found[0].attrs["Config"]["User"].split(":")[0])
+
+
+def roster_password(classroom, name: str) -> str:
+    """The password `roster import` generated for `name`."""
+    rows = (classroom.hub.state_dir / "roster-passwords.csv").read_text().splitlines()
+    return next(line.split(",", 1)[1] for line in reversed(rows) if line.startswith(f"{name},"))
+
+
+def leave_proof(hub, docker_client, names, text: str) -> dict[str, int]:
+    """Each student in turn signs in, starts their server, writes `proof.txt` (`text` with their name
+    in it) and stops; returns the uid each server ran as."""
+    uids = {}
+    for name in names:
+        browser = hub.browser(name)
+        browser.spawn()
+        browser.open_server()
+        browser.write_file("proof.txt", text.format(name=name))
+        uids[name] = server_uid(docker_client, hub.classroom, name)
+        browser.stop()
+    return uids

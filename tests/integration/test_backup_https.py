@@ -13,11 +13,15 @@ from harness import (
     REPO,
     RunningHub,
     launched_hub,
+    leave_proof,
     place_collected,
     remove_labelled,
+    server_uid,
     write_classroom,
 )
 from test_cli import d2lhub
+
+from d2lhub import identity
 
 pytestmark = pytest.mark.integration
 EXERCISE = "ex01-tensors-autograd"
@@ -39,20 +43,18 @@ def exported_grades(hub) -> dict[str, dict]:
     return {row["username"]: row for row in csv.DictReader(io.StringIO(text))}
 
 
-def test_backup_restores_a_students_work_and_grades_onto_a_fresh_hub(tmp_path, docker_client):
+def test_backup_restores_every_students_work_uid_and_grades_onto_a_fresh_hub(tmp_path, docker_client):
     archive = tmp_path / "classroom.tar.gz"
     origin = launched_hub(tmp_path / "origin", docker_client)
     hub = next(origin)
     try:
-        student = hub.browser("student1")
-        student.spawn()
-        student.open_server()
-        student.write_file("proof.txt", "my work, backed up")
-        student.stop()
+        # uids in order of first spawn, not of the hub's accounts
+        uids = leave_proof(hub, docker_client, ("student2", "student1"), "{name}'s work, backed up")
         grade_by_autograde(hub, "student1", "partial")
         assert float(exported_grades(hub)["student1"][EXERCISE]) == EXPECTED["partial"]
         result = d2lhub("backup", "--config", str(hub.path), "--out", str(archive))
         assert "volume(s)" in result.stdout
+        assert archive.stat().st_mode & 0o777 == 0o600  # cookie secret, tokens, initial passwords inside
     finally:
         origin.close()
 
@@ -66,10 +68,14 @@ def test_backup_restores_a_students_work_and_grades_onto_a_fresh_hub(tmp_path, d
         grades = exported_grades(fresh)  # the gradebook came back with the state folder
         assert float(grades["student1"][EXERCISE]) == EXPECTED["partial"], grades
         assert float(grades["student1"]["total"]) == EXPECTED["partial"]
-        student = fresh.browser("student1")
-        student.spawn()
-        student.open_server()
-        assert student.read_file("proof.txt") == "my work, backed up"
+        assert identity.registry(fresh.classroom).read() == uids  # the registry came back too
+        for name in ("student1", "student2"):  # the other order this time
+            student = fresh.browser(name)
+            student.spawn()
+            student.open_server()
+            assert student.read_file("proof.txt") == f"{name}'s work, backed up"
+            assert server_uid(docker_client, fresh.classroom, name) == uids[name]
+            student.stop()
     finally:
         fresh.stop()
         remove_labelled(docker_client, lambda value: value == fresh.classroom.spawner.instance)

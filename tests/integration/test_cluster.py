@@ -73,7 +73,10 @@ def cluster_hub(tmp_path_factory, docker_client, bed):
         profiles=[{"name": "cpu", "display_name": "CPU"},
                   {"name": "gpu", "display_name": "1 GPU", "image": "student_gpu", "gpus": 1}],
         gpus={"reserve_nodes": True},
-        limits={"cpu": 0.5, "memory": "1G"},
+        # the allow-list proxy lives on the hub's host and needs the students' subnet, which a Swarm-scoped
+        # network has none of until a task lands: on main, a Swarm hub starts only with egress open
+        network={"egress": "open"},
+        limits={"cpu": 0.5, "memory": "1G", "home": None},  # no home limit: homes are not on this host's btrfs
     )
     hub = RunningHub(path)
     classroom = hub.classroom

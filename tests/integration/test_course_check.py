@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import shutil
@@ -47,9 +48,9 @@ def test_every_demo_chapter_passes(tmp_path, docker_client):
     assert result.returncode == 0, result.stderr
     manifest = CourseManifest.load(course_dir(classroom) / MANIFEST_NAME)
     for chapter in manifest.chapters:
-        row = re.search(rf"{re.escape(chapter.path)}\s*│\s*(passed|no code)\s*│\s*[\d.]+", result.stdout)
+        row = re.search(rf"{re.escape(chapter.path)}\s*│\s*ok\s*│\s*[\d.]+", result.stdout)
         assert row, f"{chapter.path} has no passing row in\n{result.stdout}"
-    assert re.search(r"lenet\.ipynb\s*│\s*passed", result.stdout)
+    assert re.search(r"lenet\.ipynb\s*│\s*ok", result.stdout)
 
 
 def test_broken_chapter_fails_the_check_by_name(tmp_path, docker_client):
@@ -65,9 +66,9 @@ def test_broken_chapter_fails_the_check_by_name(tmp_path, docker_client):
     result = d2lhub("course", "check", "-c", str(path), "--jobs", "2")
     print(result.stdout, result.stderr)
     assert result.returncode == 1
-    assert re.search(r"ndarray\.ipynb\s*│\s*passed", result.stdout)
-    assert re.search(r"autograd\.ipynb\s*│\s*failed", result.stdout)
-    failure = re.search(r"failed: chapter_preliminaries/autograd\.ipynb: (.*)", result.stderr)
+    assert re.search(r"ndarray\.ipynb\s*│\s*ok", result.stdout)
+    assert re.search(r"autograd\.ipynb\s*│\s*broken: cell 1: NameError", result.stdout)
+    failure = re.search(r"broken: chapter_preliminaries/autograd\.ipynb: (.*)", result.stderr)
     assert failure, result.stderr
     assert "cell 1: NameError: name 'undefined_name_for_check' is not defined" in failure.group(1)
     assert "1 of 3 chapters failed" in result.stderr
@@ -75,3 +76,35 @@ def test_broken_chapter_fails_the_check_by_name(tmp_path, docker_client):
         all=True, filters={"label": [f"org.d2lhub.instance={config.load(path).spawner.instance}"]}
     )
     assert leftovers == []
+
+
+def test_each_outcome_named_in_the_table_and_the_report(tmp_path, docker_client):
+    """One fixture chapter per outcome: ok (it opens an image and a text file from its code), needs data,
+    needs 2 GPUs (skipped: the profile gives none), timed out, broken."""
+    path = write_classroom(tmp_path, course={"source": str(REPO / "tests/fixtures/outcomes_book")})
+    built = d2lhub("course", "build", "-c", str(path))
+    assert built.returncode == 0, built.stderr
+    assert "warning: chapter_outcomes/opens_files.ipynb: its code opens ../img/never_drawn.png, which is not in the book" in " ".join(built.stderr.split())
+    course = course_dir(config.load(path))
+    manifest = CourseManifest.load(course / MANIFEST_NAME)
+    assert {chapter.path: chapter.gpus for chapter in manifest.chapters}["chapter_outcomes/two_gpus.ipynb"] == 2
+    assert (course / "img/dot.svg").is_file() and (course / "data/notes.txt").read_text() == "lantern\nkettle\n"
+    report = tmp_path / "ci/check.json"
+    result = d2lhub("course", "check", "-c", str(path), "--jobs", "2", "--timeout", "10", "--report", str(report))
+    print(result.stdout, result.stderr)
+    assert result.returncode == 1
+    rows = {
+        "opens_files": r"ok",
+        "needs_data": r"needs data: d2lhub-absent",
+        "two_gpus": r"needs 2 GPUs",
+        "slow": r"timed out",
+        "broken": r"broken: cell 2: NameError: name 'kettles' is not defined",
+    }
+    for chapter, outcome in rows.items():
+        assert re.search(rf"{chapter}\.ipynb\s*│\s*{outcome}", result.stdout), chapter
+    document = json.loads(report.read_text())
+    assert document["counts"] == {"ok": 2, "needs data": 1, "needs GPUs": 1, "timed out": 1, "broken": 1}
+    labels = {entry["chapter"].split("/")[-1]: entry["label"] for entry in document["chapters"]}
+    assert labels["two_gpus.ipynb"] == "needs 2 GPUs" and labels["needs_data.ipynb"] == "needs data: d2lhub-absent"
+    assert [entry["seconds"] for entry in document["chapters"] if entry["outcome"] == "needs GPUs"] == [0.0]
+    assert "3 of 6 chapters failed" in result.stderr

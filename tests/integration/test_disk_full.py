@@ -79,7 +79,9 @@ def roster_file(tmp_path: Path, name: str) -> Path:
 
 def test_full_state_disk_gives_clear_errors_keeps_databases_and_recovers(tmp_path, small_disk, docker_client):
     state = small_disk / "state"
-    hubs = launched_hub(tmp_path / "full", docker_client, hub={"state_dir": str(state), "min_free_space": "16M"})
+    # Homes without a limit: a homes file system (256M) would not fit in this 64M state disk, and is refused.
+    hubs = launched_hub(tmp_path / "full", docker_client, hub={"state_dir": str(state), "min_free_space": "16M"},
+                        limits={"home": None})
     hub = next(hubs)
     config = str(hub.path)
     databases = [state / "jupyterhub.sqlite", layout.course_root(hub.classroom) / "gradebook.db"]

@@ -126,11 +126,11 @@ def test_exclusive_gpus_across_students_and_a_hub_restart(classroom, docker_clie
 def test_gpu_profiles_are_offered_only_to_their_groups(classroom, tmp_path):
     student = spawner(classroom, tmp_path / "gpus.json", "frank", 6, "gpu", groups=())
     assert [p.name for p in student.allowed_profiles()] == ["cpu"]
-    assert student._default_options_form() == ""  # one choice: no form
-    with pytest.raises(ValueError, match="profile 'gpu' is not offered to frank"):
+    assert student.options_form == ""  # one choice: no form
+    with pytest.raises(ValueError, match=r"server type 'gpu' is not offered to frank \(offered: cpu\)"):
         student.chosen_profile()
     member = spawner(classroom, tmp_path / "gpus.json", "gina", 7, "gpu")
-    form = member._default_options_form()
+    form = member.options_form
     assert 'value="gpu"' in form and 'value="cpu"' in form
 
 

@@ -65,6 +65,7 @@ def swarm_hub(tmp_path_factory, docker_client, swarm):
         docker_client,
         hub={"start_timeout": 60},
         spawner={"kind": "swarm"},
+        limits={"home": None},  # homes of a Swarm are not on this host's btrfs: no home limit
         images={"student_gpu": {"name": "d2lhub/student-gpu", "context": str(REPO / "images/student-gpu")}},
         profiles=[
             {"name": "cpu", "display_name": "CPU"},

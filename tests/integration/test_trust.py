@@ -9,15 +9,13 @@ from __future__ import annotations
 import json
 import os
 import signal
-import sqlite3
 import subprocess
 import time
 
 import pytest
 import requests
-from harness import launched_hub
+from harness import launched_hub, roster_student
 
-from d2lhub import labels
 from d2lhub.grading import layout
 from d2lhub.hub import firewall
 from d2lhub.state import hub_api_port
@@ -209,52 +207,11 @@ def test_killed_student_container_is_noticed_and_restarts_with_files(trust_hub, 
 
 
 @pytest.fixture
-def small_home(trust_hub, docker_client, tmp_path):
-    """A student, `filler`, whose home volume is a 192 MB file system of its own (a loop device), so
-    filling it is safe on a shared machine; made ready as the spawner makes a home (owner, marker)."""
-    from test_cli import d2lhub
-
-    roster = tmp_path / "filler.csv"
-    roster.write_text("username,first name,last name,email,role\nfiller,Fill,Er,,student\n")
-    d2lhub("roster", "import", str(roster), "--config", str(trust_hub.path))
-    state = trust_hub.classroom.hub.state_dir
-    rows = (state / "roster-passwords.csv").read_text().splitlines()
-    password = next(line.split(",", 1)[1] for line in rows if line.startswith("filler,"))
-    with sqlite3.connect(state / "jupyterhub.sqlite") as db:
-        (user_id,) = db.execute("select id from users where name = 'filler'").fetchone()
-    uid = trust_hub.classroom.spawner.uid_base + user_id
-    image, mount = tmp_path / "home.ext4", tmp_path / "mnt"
-    subprocess.run(["truncate", "-s", "192M", str(image)], check=True)
-    subprocess.run(["mkfs.ext4", "-q", "-m", "0", str(image)], check=True)
-    loop = subprocess.run(["losetup", "--find", "--show", str(image)], check=True, capture_output=True, text=True).stdout.strip()
-    instance = trust_hub.classroom.spawner.instance
-    volume = None
-    try:
-        mount.mkdir()
-        subprocess.run(["mount", loop, str(mount)], check=True)
-        try:
-            (mount / ".d2lhub").mkdir()
-            for path in (mount, mount / ".d2lhub"):
-                os.chown(path, uid, 100)
-            mount.chmod(0o700)
-        finally:
-            subprocess.run(["umount", str(mount)], check=True)
-        volume = docker_client.volumes.create(
-            f"{instance}-home-filler", driver="local", driver_opts={"type": "ext4", "device": loop},
-            labels={labels.INSTANCE: instance, labels.USER: "filler", labels.UID: str(uid)},
-        )
-        from hubclient import Browser
-
-        browser = Browser(trust_hub.url)
-        assert browser.login("filler", password).status_code == 302
-        yield browser
-        browser.stop()
-    finally:
-        for leftover in docker_client.containers.list(all=True, filters={"name": f"{instance}-filler"}):
-            leftover.remove(force=True)
-        if volume is not None:
-            volume.remove(force=True)
-        subprocess.run(["losetup", "-d", loop], check=False)
+def small_home(trust_hub, tmp_path):
+    """A student, `filler`, whose home has the test hub's limit (limits.home: 64M, a btrfs qgroup)."""
+    browser = roster_student(trust_hub, tmp_path, "filler")
+    yield browser
+    browser.stop()
 
 
 FILL_HOME = """
@@ -277,7 +234,7 @@ def test_student_filling_their_home_harms_no_one_else(trust_hub, pair, small_hom
     filled = small_home.execute(FILL_HOME, timeout=300)
     assert filled.error is None, filled.error
     error_number, megabytes = filled.stdout.split()
-    assert int(error_number) == 28 and 150 < int(megabytes) < 192  # ENOSPC, at the size of their own disk
+    assert int(error_number) == 122 and 56 <= int(megabytes) <= 64  # EDQUOT, at their limit (64M)
     started = time.monotonic()
     assert pair["student2"].execute("print(6 * 7)").stdout.strip() == "42"
     assert time.monotonic() - started < 30

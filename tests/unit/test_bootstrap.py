@@ -132,3 +132,16 @@ def test_gateway_from_the_network_or_else_its_interface():
     gone = {"IPAM": {"Config": [{"Subnet": "10.9.0.0/16"}]}, "Options": {"com.docker.network.bridge.name": "no-such-if0"}}
     with pytest.raises(engine.EngineError, match="network bridge has no gateway address"):
         engine.network_gateway(Network(gone))
+
+
+def test_squid_is_installed_only_for_allowlist_and_the_system_service_stopped(monkeypatch):
+    calls = []
+    found = iter([None, "/usr/sbin/squid"])
+    monkeypatch.setattr(bootstrap, "find_squid", lambda: next(found))
+    monkeypatch.setattr(bootstrap, "apt_install", lambda *packages, say: calls.append(("apt", packages)))
+    monkeypatch.setattr(bootstrap, "systemd_runs", lambda: True)
+    monkeypatch.setattr(bootstrap.subprocess, "run", lambda command, **_: calls.append(("run", tuple(command))))
+    assert bootstrap.ensure_egress_proxy(Classroom.model_validate({"network": {"egress": "open"}})) is None
+    assert calls == []
+    assert bootstrap.ensure_egress_proxy(Classroom(), say=lambda _: None) == "/usr/sbin/squid"
+    assert calls == [("apt", ("squid",)), ("run", ("systemctl", "disable", "--now", "squid"))]

@@ -248,7 +248,7 @@ def test_manifest_contents_and_roundtrip(course):
 
     out, manifest, _ = course
     data = json.loads((out / "course.json").read_text())
-    assert set(data) == {"title", "chapters", "skipped", "images"}
+    assert set(data) == {"title", "chapters", "skipped", "images", "files", "warnings"}
     assert data["title"] == "Tiny Tensor Tour"
     first = data["chapters"][1]
     assert first == {
@@ -256,6 +256,7 @@ def test_manifest_contents_and_roundtrip(course):
         "title": "Pebble Arrays",
         "part": "Basics",
         "sha256": hashlib.sha256((out / "part_basics/arrays.ipynb").read_bytes()).hexdigest(),
+        "gpus": 0,
     }
     assert CourseManifest.load(out / "course.json") == manifest
 
@@ -423,3 +424,25 @@ def test_http_archive_is_downloaded(tmp_path):
     finally:
         server.shutdown()
         server.server_close()
+
+
+def test_files_opened_by_code_come_along_and_missing_ones_warn(tmp_path):
+    from d2lhub.course.convert import code_files, gpus_needed
+
+    (tmp_path / "img").mkdir()
+    (tmp_path / "img/cat.svg").write_text("<svg/>")
+    (tmp_path / "data").mkdir()
+    (tmp_path / "data/notes.txt").write_text("notes")
+    nb = nbformat.v4.new_notebook(cells=[
+        nbformat.v4.new_markdown_cell("'../img/never.png' in prose is not code"),
+        nbformat.v4.new_code_cell("img = image.imread('../img/cat.svg')\nt = open(\"../data/notes.txt\").read()\n"
+                                  "other = '../img/missing.jpg'\nout = '../../outside.txt'\nurl = 'http://x/y.png'"),
+    ])
+    found, missing = code_files(nb, "chapter_x/a.md", tmp_path)
+    assert found == ["data/notes.txt", "img/cat.svg"]
+    assert missing == ["../img/missing.jpg", "../../outside.txt"]
+    assert gpus_needed(nb) == 0
+    gpu = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell("d = [npx.gpu(0), npx.gpu(1)]\ntrain(num_gpus=1)")])
+    assert gpus_needed(gpu) == 2
+    assert gpus_needed(nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell("x = mx.gpu()")])) == 1
+    assert gpus_needed(nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell("d2l.try_gpu(3)")])) == 0

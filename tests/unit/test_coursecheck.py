@@ -75,6 +75,24 @@ def test_json_lines_joins_split_chunks_and_skips_noise():
     assert list(json_lines(chunks)) == [{"event": "start", "chapter": "a"}, {"event": "done"}]
 
 
-def test_index_pages_count_as_passing():
-    assert Result("a", "no code", 0.1).passed
-    assert not Result("a", "timeout", 600).passed
+def test_outcome_labels():
+    assert Result("a", "ok", 0.1).passed
+    assert not Result("a", "timed out", 600).passed
+    assert Result("a", "needs data", 1, "time_machine").label == "needs data: time_machine"
+    assert Result("a", "needs GPUs", 0, "1").label == "needs 1 GPU"
+    assert Result("a", "needs GPUs", 0, "2").label == "needs 2 GPUs" and Result("a", "needs GPUs", 0, "2").skipped
+    assert Result("a", "broken", 1, "cell 2: NameError: x").label == "broken: cell 2: NameError: x"
+
+
+def test_report_counts_every_outcome(tmp_path):
+    import json
+
+    from d2lhub.course.check import report
+
+    results = [Result("a", "ok", 1.0), Result("b", "needs GPUs", 0.0, "2"), Result("c", "broken", 2.0, "cell 1: E: x")]
+    report(results, tmp_path / "course", tmp_path / "ci/report.json")
+    document = json.loads((tmp_path / "ci/report.json").read_text())
+    assert document["counts"] == {"ok": 1, "needs data": 0, "needs GPUs": 1, "timed out": 0, "broken": 1}
+    assert document["chapters"][1] == {"chapter": "b", "outcome": "needs GPUs", "seconds": 0.0, "detail": "2",
+                                       "label": "needs 2 GPUs"}
+    assert list(tmp_path.joinpath("ci").iterdir()) == [tmp_path / "ci/report.json"]

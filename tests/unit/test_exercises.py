@@ -149,7 +149,7 @@ def test_main_never_fails_the_start(tmp_path, monkeypatch, capsys):
 
 def test_students_nbgrader_fetches_lists_and_submits_in_the_same_folder():
     assert layout.STUDENT_EXERCISES_DIR == "/home/jovyan/exercises"
-    text = layout.STUDENT_CONFIG.format(course="d2l", exchange=layout.EXCHANGE_MOUNT, exercises=layout.STUDENT_EXERCISES_DIR)
+    text = layout.student_config("d2l", 100)
     assert "c.Exchange.assignment_dir = '/home/jovyan/exercises'" in text
 
 

@@ -53,3 +53,37 @@ def test_rules_in_place_until_the_engine_flushes_a_chain(monkeypatch):
     listing["DOCKER-USER"] = "-N DOCKER-USER\n-A DOCKER-USER -j RETURN\n"  # a restarted engine emptied it
     assert firewall.ensure("d2l", "br-0123456789ab", 8081, blocked)
     assert applied == [("d2l", "br-0123456789ab", 8081, blocked, False)]
+
+
+def test_allowlist_refuses_every_new_connection_out_and_opens_the_proxy_port():
+    wanted = firewall.rules("room", "br-0123456789ab", 8081, ("10.0.0.0/8",), egress="allowlist", proxy_port=8082)
+    forward = [r.spec for r in wanted if r.table_chain == "DOCKER-USER"]
+    host = [r.spec for r in wanted if r.table_chain == "INPUT"]
+    assert forward[0][forward[0].index("-d") + 1] == "10.0.0.0/8"
+    refuse = forward[-1]  # after the blocked ranges: anything else a container starts is refused at once
+    assert refuse[:2] == ("-i", "br-0123456789ab") and "-d" not in refuse
+    assert refuse[refuse.index("!") + 1:refuse.index("!") + 3] == ("--ctstate", "RELATED,ESTABLISHED")
+    assert refuse[-4:] == ("-j", "REJECT", "--reject-with", "icmp-admin-prohibited")
+    ports = [spec[spec.index("--dport") + 1] for spec in host if "--dport" in spec]
+    assert ports == ["8081", "8082"] and host[-1][-1] == "DROP"
+
+
+def test_none_refuses_everything_and_opens_no_proxy_port_and_open_is_todays_fence():
+    closed = firewall.rules("room", "br-0123456789ab", 8081, (), egress="none", proxy_port=8082)
+    assert [r.spec[-1] for r in closed if r.table_chain == "DOCKER-USER"] == ["icmp-admin-prohibited"]
+    assert [s for r in closed for s in r.spec if s in ("8081", "8082")] == ["8081"]
+    today = firewall.rules("room", "br-0123456789ab", 8081, ("10.0.0.0/8",))
+    assert firewall.rules("room", "br-0123456789ab", 8081, ("10.0.0.0/8",), egress="open", proxy_port=8082) == today
+    assert not any("REJECT" in r.spec for r in today)
+
+
+def test_a_changed_policy_is_not_in_place(monkeypatch):
+    blocked = ("10.0.0.0/8",)
+    listing = printed(firewall.rules("d2l", "br-0123456789ab", 8081, blocked))  # open: as a hub before the change
+    monkeypatch.setattr(
+        firewall, "iptables",
+        lambda *args, check=True: type("R", (), {"stdout": listing[args[1]] if args[0] == "-S" else ""})(),
+    )
+    assert firewall.in_place("d2l", "br-0123456789ab", 8081, blocked)
+    assert not firewall.in_place("d2l", "br-0123456789ab", 8081, blocked, egress="allowlist", proxy_port=8082)
+    assert not firewall.in_place("d2l", "br-0123456789ab", 8081, blocked, egress="none", proxy_port=8082)

@@ -171,7 +171,9 @@ def test_default_classroom_services_and_roles(default_classroom):
     services = {s["name"]: s for s in app.services}
     assert set(services) == {state.CLI_SERVICE, "idle-culler"}  # the demo class has no prestart schedule
     assert services[state.CLI_SERVICE] == {"name": "d2lhub-cli", "api_token": "cli-secret"}
-    assert services["idle-culler"]["command"] == [
+    records = str(default_classroom.hub.state_dir / "services")
+    assert services["idle-culler"]["command"] == [  # through the launcher that records it (no orphan after a crash)
+        "/opt/venv/bin/python", "-m", "d2lhub.hub.servicerun", records, "idle-culler", "--",
         "/opt/venv/bin/python", "-m", "jupyterhub_idle_culler", "--timeout=3600", "--cull-every=300",
     ]
     roles = {r["name"]: r for r in app.load_roles}
@@ -227,7 +229,7 @@ def test_default_classroom_spawner(default_classroom, tmp_path):
     assert c.Spawner.default_url == "/lab/tree/d2l"
     assert c.Spawner.start_timeout == 180
     assert c.Spawner.http_timeout == 180
-    assert c.Spawner.environment == {"D2LHUB_COURSE": "d2l", "MXNET_HOME": f"{DATA_MOUNT}/mxnet"}
+    assert c.Spawner.environment == {"D2LHUB_COURSE": "d2l", "MXNET_HOME": f"{DATA_MOUNT}/mxnet", "D2LHUB_EGRESS": "allowlist"}
 
     # The spawner the hub makes for a student reads all of it (built without a Docker client).
     made = ClassroomSpawner(config=c, user=student(), hub=Hub())
@@ -321,7 +323,7 @@ def test_swarm_class(tmp_path):
     assert made.prefix == "lab-b"
     assert made.cmd == ["d2lhub-start"]
     assert made.remove is True  # SwarmSpawner's own (a plain attribute: the DockerSpawner setting is not read here)
-    assert made.environment == {"D2LHUB_COURSE": "d2l", "MXNET_HOME": f"{DATA_MOUNT}/mxnet"}
+    assert made.environment == {"D2LHUB_COURSE": "d2l", "MXNET_HOME": f"{DATA_MOUNT}/mxnet", "D2LHUB_EGRESS": "allowlist"}
 
 
 def test_docker_class_is_not_swarm(tmp_path):
@@ -355,6 +357,7 @@ def test_culler_off_and_lecture_prestart_on(tmp_path):
     services = {s["name"]: s for s in app.services}
     assert set(services) == {"d2lhub-cli", "lecture-prestart"}
     assert services["lecture-prestart"]["command"] == [
+        "/opt/venv/bin/python", "-m", "d2lhub.hub.servicerun", str(tmp_path / "state" / "services"), "lecture-prestart", "--",
         "/opt/venv/bin/python", "-m", "d2lhub.cli", "prestart", "--on-schedule", "--config", "/srv/class/classroom.yaml",
     ]
     assert "api_token" not in services["lecture-prestart"]  # it reads the CLI's token from the state folder

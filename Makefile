@@ -8,7 +8,7 @@ CONFIG ?= classroom.yaml
 PYTEST_ARGS ?=
 CHROMIUM := /usr/bin/chromium
 
-.PHONY: help up down status images proxy screenshots course check data test unit bench lock docs
+.PHONY: help up down status images proxy screenshots course check data test unit bench lock docs cluster cluster-down
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
@@ -51,6 +51,12 @@ screenshots: images proxy $(CHROMIUM) ## rewrite docs/img from the browser tests
 
 bench: images ## measure spawn, class start, memory, images; writes docs/benchmarks.md
 	$(PY) bench/run.py $(BENCH_ARGS)
+
+cluster: images ## a Swarm of three engines on this machine (two in containers) to try scale-out
+	$(PY) -m d2lhub.ops.testbed up --config $(CONFIG) $(CLUSTER_ARGS)
+
+cluster-down: $(VENV)/.installed ## remove the engines `make cluster` started (and a Swarm it made)
+	$(PY) -m d2lhub.ops.testbed down $(CLUSTER_ARGS)
 
 proxy: $(VENV)/.installed ## install configurable-http-proxy (npm) and squid (Debian) when missing
 	$(PY) -c 'from d2lhub.ops.bootstrap import ensure_proxy, ensure_egress_proxy; ensure_proxy(); ensure_egress_proxy()'

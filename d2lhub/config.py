@@ -165,6 +165,11 @@ class Gpus(Strict):
         "or queue (the spawn waits, first come first served, up to queue_timeout)",
     )
     fallback_profile: str = Field("cpu", description="the profile used when when_full: cpu")
+    reserve_nodes: bool = Field(
+        False,
+        description="swarm: keep nodes labelled org.d2lhub.gpu=true for GPU profiles (CPU servers go elsewhere); "
+        "leave false where a GPU node is the only node",
+    )
     queue_timeout: int = Field(
         120, ge=1, description="seconds a queued spawn waits for a GPU (when_full: queue); below hub.start_timeout"
     )
@@ -236,6 +241,13 @@ class Spawner(Strict):
         pattern=r"^[0-9a-zA-Z.:-]*$",
         description="swarm: the address student servers reach the hub at (the manager's LAN address); "
         "empty: the Swarm's advertised address, or this host's docker0 gateway on a single node",
+    )
+    registry: str = Field(
+        "",
+        pattern=r"^([0-9a-zA-Z.-]+:[0-9]{1,5})?$",
+        description="swarm: HOST:PORT where nodes reach the hub's own registry (Debian's docker-registry, TLS with "
+        "the hub's certificate); the hub pushes the student images there and services name them by digest; "
+        "empty: by local image ID (every node must hold the image)",
     )
     volume_driver: str = Field("local", min_length=1, description="driver of home and data volumes")
     volume_options: dict[str, str] = Field(

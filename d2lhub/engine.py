@@ -13,6 +13,8 @@ import struct
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 
+from pathlib import Path
+
 import docker
 import docker.errors
 
@@ -71,17 +73,23 @@ def volume_driver(classroom: Classroom, name: str) -> tuple[str, dict[str, str]]
     return settings.volume_driver, {k: v.replace("{volume}", name) for k, v in settings.volume_options.items()}
 
 
+def make_volume(client, classroom: Classroom, name: str, volume_labels: dict[str, str]) -> dict:
+    """Create a home or data volume with the classroom's driver; a `local` bind volume's folder is made first
+    (a folder every node sees at the same path: an NFS mount, or the test bed's shared folder)."""
+    driver, options = volume_driver(classroom, name)
+    if driver == "local" and "bind" in options.get("o", "").split(",") and options.get("device", "").startswith("/"):
+        Path(options["device"]).mkdir(parents=True, exist_ok=True)
+    api = getattr(client, "api", client)  # a DockerClient, or the low-level APIClient DockerSpawner holds
+    return api.create_volume(name, driver=driver, driver_opts=options or None, labels=volume_labels)
+
+
 def ensure_data_volume(client: docker.DockerClient, classroom: Classroom) -> str:
     """Create the data volume empty and labelled if missing, so a server never mounts an unlabelled one."""
     name = labels.data_volume(classroom.spawner.instance)
     try:
         client.volumes.get(name)
     except docker.errors.NotFound:
-        driver, options = volume_driver(classroom, name)
-        client.volumes.create(
-            name, driver=driver, driver_opts=options or None,
-            labels={labels.INSTANCE: classroom.spawner.instance, labels.ROLE: "data"},
-        )
+        make_volume(client, classroom, name, {labels.INSTANCE: classroom.spawner.instance, labels.ROLE: "data"})
     return name
 
 

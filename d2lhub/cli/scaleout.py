@@ -66,23 +66,26 @@ def nodes_list(config_file: ConfigOption = DEFAULT_CONFIG) -> None:
 def nodes_add(
     hostname: Annotated[str, typer.Argument(help="the new node's hostname")],
     gpus: Annotated[str, typer.Option(help="its GPU ids, e.g. 0,1 (nvidia-smi -L)")] = "",
+    script: Annotated[bool, typer.Option("--script", help="print only the node's script, e.g. for `| ssh root@NODE sh`")] = False,
     config_file: ConfigOption = DEFAULT_CONFIG,
 ) -> None:
-    """Print the join command for a new node; label it (GPUs) once it has joined."""
-    common.load(config_file)
+    """What a new node runs to join (trust the hub's registry, join the Swarm); label its GPUs once it is in."""
+    classroom = common.load(config_file)
     ids = tuple(gpu.strip() for gpu in gpus.split(",") if gpu.strip())
     client = swarm_client()
-    command = common.run_or_fail(lambda: nodes.join_command(client), nodes.NodeError)
+    lines = common.run_or_fail(lambda: nodes.join_script(client, classroom), nodes.NodeError)
+    if script:
+        typer.echo(lines)
+        return
     labels = nodes.node_labels(ids)
     try:
         nodes.label(client, hostname, labels)
         typer.echo(f"{hostname} is in the Swarm; labelled {labels or '(no GPUs)'}")
     except nodes.NodeError:
-        typer.echo(f"On {hostname}, run:\n  {command}")
+        typer.echo(f"On {hostname}, as root (or: d2lhub nodes add {hostname} --script | ssh root@{hostname} sh):\n")
+        typer.echo(lines)
         if labels:
-            label_args = " ".join(f"--label-add {k}={v}" for k, v in labels.items())
-            typer.echo(f"Then, here: d2lhub nodes add {hostname} --gpus {gpus}"
-                       f"   (or: docker node update {label_args} {hostname})")
+            typer.echo(f"\nThen, here: d2lhub nodes add {hostname} --gpus {gpus}   (labels its GPUs)")
 
 
 @nodes_app.command("drain")

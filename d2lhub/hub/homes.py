@@ -73,12 +73,10 @@ def prepare(client, classroom: Classroom, volume: str, user: str, uid: int, imag
                               "the course admin runs `make up` (it moves old homes there).")
         files = path  # a bind volume's own mount point is empty until a container mounts it
     elif found is None:
-        driver, options = engine.volume_driver(classroom, volume)
-        created = client.create_volume(
-            volume,
-            driver=driver,
-            driver_opts=options or None,
-            labels={labels.INSTANCE: classroom.spawner.instance, labels.USER: user, labels.UID: str(uid)},
+        _, options = engine.volume_driver(classroom, volume)
+        created = engine.make_volume(
+            client, classroom, volume,
+            {labels.INSTANCE: classroom.spawner.instance, labels.USER: user, labels.UID: str(uid)},
         )
         if options or not own_on_host(Path(created.get("Mountpoint") or "/nonexistent"), uid):
             own_in_container(classroom, volume, uid, image)

@@ -31,11 +31,25 @@ def tmpfs_mounts(spec: dict[str, str]) -> list[Mount]:
     return mounts
 
 
+def pinned_image(attrs: dict, tag: str, registry: str) -> str:
+    """The exact image every node runs: `REGISTRY/NAME@sha256:...` as the hub pushed it (nodes pull that
+    digest from the hub's registry), or, with no registry, the image's ID (every node must hold it)."""
+    if not registry:
+        return attrs["Id"]
+    repository = f"{registry}/{tag.rsplit(':', 1)[0]}@"
+    pushed = [ref for ref in attrs.get("RepoDigests") or [] if ref.startswith(repository)]
+    if not pushed:
+        raise RuntimeError(f"The student image {tag} is not in the hub's registry {registry}: "
+                           "the admin runs `d2lhub up`, which pushes it there")
+    return pushed[0]
+
+
 class ClassroomSwarmSpawner(ClassroomMixin, SwarmSpawner):
     """One Swarm service per student (`spawner.kind: swarm`), so servers run on any node.
 
     The task publishes JupyterLab's port in host mode on whichever node runs it; the hub
-    reaches it at that node's address. Images are given by ID, so no node asks a registry.
+    reaches it at that node's address. Images are named by the digest the hub pushed to its
+    own registry (`spawner.registry`), or by local ID where there is none.
     GPU profiles are placed on nodes labelled `org.d2lhub.gpu=true`, on the node whose
     GPUs the allocator chose, and get them through NVIDIA_VISIBLE_DEVICES (Swarm services
     cannot carry device requests; GPU nodes use the nvidia runtime by default).
@@ -80,6 +94,8 @@ class ClassroomSwarmSpawner(ClassroomMixin, SwarmSpawner):
         constraints = []
         if assignment:
             constraints = [f"node.labels.{labels.NODE_GPU_FLAG}==true", f"node.hostname=={assignment.host}"]
+        elif self.classroom.gpus.reserve_nodes:
+            constraints = [f"node.labels.{labels.NODE_GPU_FLAG}!=true"]
         self.extra_placement_spec = {"constraints": constraints}
         self.extra_task_spec = {"restart_policy": RestartPolicy(condition="none")}  # a dead server is the hub's to notice
         self.extra_endpoint_spec = {"ports": [{"Protocol": "tcp", "TargetPort": self.port, "PublishMode": "host"}]}
@@ -91,8 +107,7 @@ class ClassroomSwarmSpawner(ClassroomMixin, SwarmSpawner):
         return super()._docker(method, *args, **kwargs)
 
     async def _started(self, assignment):
-        # By ID, so the engine never asks a registry for the tag (there is none in a classroom).
-        self.image = (await self.docker("inspect_image", self.image))["Id"]
+        self.image = pinned_image(await self.docker("inspect_image", self.image), self.image, self.classroom.spawner.registry)
         return await super()._started(assignment)
 
     async def start_object(self):

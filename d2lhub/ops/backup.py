@@ -35,7 +35,9 @@ class BackupError(Exception):
 
 
 def labelled_volumes(client: docker.DockerClient, instance: str) -> list[str]:
-    return sorted(v.name for v in client.volumes.list(filters=labels.labelled(instance)))
+    found = client.volumes.list(filters=labels.labelled(instance))
+    # the registry's blobs are the images again: `d2lhub up` pushes them anew
+    return sorted(v.name for v in found if (v.attrs.get("Labels") or {}).get(labels.ROLE) != "registry")
 
 
 def sqlite_copy(source: Path, target: Path) -> None:

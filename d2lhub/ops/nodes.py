@@ -13,6 +13,7 @@ import docker.errors
 from d2lhub import labels
 from d2lhub.config import Classroom
 from d2lhub.engine import Node
+from d2lhub.ops import registry
 
 NOT_MANAGER = "this Docker engine is not a Swarm manager: run `docker swarm init` here first"
 
@@ -68,6 +69,16 @@ def join_command(client: docker.DockerClient, manager: bool = False) -> str:
     managers = client.info()["Swarm"].get("RemoteManagers") or []
     address = managers[0]["Addr"] if managers else "MANAGER-IP:2377"
     return f"docker swarm join --token {tokens['Manager' if manager else 'Worker']} {address}"
+
+
+def join_script(client: docker.DockerClient, classroom: Classroom | None = None) -> str:
+    """What a new node runs, as root, to join: trust the hub's registry (when it has one), then join.
+
+    Safe to run twice: a node already in a Swarm skips the join."""
+    lines = registry.trust_commands(classroom) if classroom is not None and classroom.spawner.registry else []
+    state = "$(docker info --format '{{.Swarm.LocalNodeState}}')"
+    lines.append(f'[ "{state}" = active ] || {join_command(client)}')
+    return "\n".join(lines)
 
 
 def node_labels(gpus: tuple[str, ...]) -> dict[str, str]:

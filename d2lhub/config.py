@@ -236,12 +236,9 @@ class Spawner(Strict):
     kind: Literal["docker", "swarm"] = Field(
         "docker", description="docker: containers on this host; swarm: services on the Swarm this engine manages"
     )
-    hub_address: str = Field(
-        "",
-        pattern=r"^[0-9a-zA-Z.:-]*$",
-        description="swarm: the address student servers reach the hub at (the manager's LAN address); "
-        "empty: the Swarm's advertised address, or this host's docker0 gateway on a single node",
-    )
+    hub_address: str = Field("", pattern=r"^[0-9a-zA-Z.:-]*$", description="swarm: the address student servers "
+                             "reach the hub at (the manager's LAN address); empty: the Swarm's advertised address, "
+                             "or this host's docker0 gateway on a single node")
     registry: str = Field(
         "",
         pattern=r"^([0-9a-zA-Z.-]+:[0-9]{1,5})?$",

@@ -12,7 +12,6 @@ import socket
 import struct
 from collections.abc import Iterable
 from dataclasses import dataclass, field
-
 from pathlib import Path
 
 import docker

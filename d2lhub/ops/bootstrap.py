@@ -219,7 +219,9 @@ def ensure_all(classroom: Classroom, say: Say = _default_say) -> dict[str, str]:
     tags = ensure_images(client, classroom, say=say)
     ensure_network(client, classroom.spawner.instance, classroom.spawner.instance)
     if classroom.spawner.kind == "swarm" and classroom.spawner.registry:
-        from d2lhub.ops import registry  # only a Swarm classroom with a registry needs it
+        from d2lhub.ops import (
+            registry,  # only a Swarm classroom with a registry needs it
+        )
 
         registry.serve_images(client, classroom, tags, say=say)
     return tags

@@ -18,7 +18,15 @@ import time
 import uuid
 
 import pytest
-from harness import ACCOUNTS, REPO, ROLES, RunningHub, free_port_block, remove_labelled, write_classroom
+from harness import (
+    ACCOUNTS,
+    REPO,
+    ROLES,
+    RunningHub,
+    free_port_block,
+    remove_labelled,
+    write_classroom,
+)
 from hubclient import Browser
 
 from d2lhub import labels

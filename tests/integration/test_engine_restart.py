@@ -25,9 +25,9 @@ from harness import launched_hub
 
 from d2lhub import engine
 from d2lhub.hub import firewall
+from d2lhub.hub.facts import firewall_inputs
 from d2lhub.hub.spawner import ENGINE_DOWN_MESSAGE
 from d2lhub.ops import bootstrap
-from d2lhub.state import hub_api_port
 
 pytestmark = [
     pytest.mark.integration,
@@ -97,10 +97,8 @@ def test_engine_restart_hub_recovers_and_students_start_again(tmp_path, docker_c
         student.open_server()
         student.write_file("before-restart.txt", "written before the engine went down")
         instance = hub.classroom.spawner.instance
-        bridge = firewall.bridge_name(docker_client.networks.get(instance).id)
-        blocked = tuple(str(n) for n in hub.classroom.spawner.blocked_networks)
-        rules = (instance, bridge, hub_api_port(hub.classroom), blocked)
-        assert firewall.in_place(*rules)
+        rules = firewall_inputs(hub.classroom, docker_client.networks.get(instance).id)  # as the hub applies them
+        assert firewall.in_place(**rules)
 
         stop_engine()
         try:
@@ -113,7 +111,7 @@ def test_engine_restart_hub_recovers_and_students_start_again(tmp_path, docker_c
             assert student.hub_api("GET", "/users/student1").status_code == 200
         finally:
             start_engine()
-        print("firewall rules survived the engine restart:", firewall.in_place(*rules))
+        print("firewall rules survived the engine restart:", firewall.in_place(**rules))
         firewall.remove(instance)  # as if the restarted engine had flushed its chains: the hub must put them back
         # The engine stopped the container (no live-restore); the hub notices at its next poll.
         deadline = time.monotonic() + 120
@@ -130,7 +128,7 @@ def test_engine_restart_hub_recovers_and_students_start_again(tmp_path, docker_c
         for name in ("student1", "student2"):
             mine = our_containers(docker_client, hub, name)
             assert len(mine) == 1 and mine[0].status == "running", [(c.name, c.status) for c in mine]
-        assert firewall.in_place(*rules), firewall.current(instance)
+        assert firewall.in_place(**rules), firewall.current(instance)
     finally:
         if not engine.engine_answers():
             start_engine()

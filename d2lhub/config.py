@@ -174,6 +174,11 @@ class Gpus(Strict):
         120, ge=1, description="seconds a queued spawn waits for a GPU (when_full: queue); below hub.start_timeout"
     )
 
+    @property
+    def students_per_gpu(self) -> int:
+        """Students one GPU serves at once under the policy: the allocator and the capacity report agree on it."""
+        return {"exclusive": 1, "shared": self.per_gpu, "none": 0}[self.policy]
+
 
 class Culling(Strict):
     enabled: bool = Field(True, description="stop idle servers at all")

@@ -93,7 +93,7 @@ class Allocator:
     @property
     def capacity(self) -> int:
         """Students one GPU may serve at once."""
-        return {"exclusive": 1, "shared": self.settings.per_gpu, "none": 0}[self.settings.policy]
+        return self.settings.students_per_gpu
 
     @staticmethod
     def _read(path: Path) -> dict[str, Assignment]:

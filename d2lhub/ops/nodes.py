@@ -30,8 +30,7 @@ def fits_on(node: Node, classroom: Classroom, profile_name: str) -> int:
         return 0
     counts = [int(node.cpus // limits.cpu), node.memory // limits.memory]
     if profile.gpus:
-        per_gpu = {"exclusive": 1, "shared": classroom.gpus.per_gpu, "none": 0}[classroom.gpus.policy]
-        counts.append(len(node.gpus) * per_gpu // profile.gpus)
+        counts.append(len(node.gpus) * classroom.gpus.students_per_gpu // profile.gpus)
     return max(0, min(counts))
 
 

@@ -39,6 +39,11 @@ class Account(Strict):
     )
     password: str | None = Field(None, min_length=8, description="generated and kept in state_dir when unset "
                                  "(native only)")
+    courses: tuple[str, ...] = Field(
+        (), description="what they study or grade: `course` or `course/section` ids (a student names one section "
+        "of a course that has them; a grader named on a course grades all its sections); may be left out on a "
+        "hub with one course and no sections"
+    )
 
 
 class RoleGroups(Strict):

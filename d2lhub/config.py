@@ -23,6 +23,7 @@ from pydantic import (
 # ConfigError is raised by load, so callers import it from here with the rest
 from d2lhub.authconfig import NAME_PATTERN, Account, Auth  # noqa: F401 (the auth: section)
 from d2lhub.configfile import ConfigError, describe, read_mapping
+from d2lhub.courses import Course, Offering, check_courses, offerings
 from d2lhub.deadlines_config import known_zone
 from d2lhub.limits import (
     Grading,
@@ -33,56 +34,6 @@ from d2lhub.limits import (
 )
 from d2lhub.network import Network
 from d2lhub.sizes import ByteSize, parse_size  # noqa: F401 (parse_size: callers import it from here)
-
-
-class Course(Strict):
-    id: str = Field("d2l", pattern=NAME_PATTERN, description="short id; names the nbgrader groups "
-                    "`nbgrader-<id>` and `formgrade-<id>`")
-    name: str = Field("Dive into Deep Learning", description="shown in every hub page's title and top bar")
-    term: str = Field("", description="shown after the name, e.g. `Winter 2026`; empty: nothing")
-    welcome: str = Field("Sign in to open your own JupyterLab with the book's chapters, ready to run.",
-                         description="the sentence above the sign-in form")
-    help_url: str = Field("", description="a *Help* link in the top bar and on the sign-in page; empty: no link")
-    source: str = Field("course", description="the chapters: a d2l-en folder, git URL or release archive")
-    data: tuple[str, ...] = Field(
-        (), description="data sets to pre-fetch (`make data`) besides those the chapters name: d2l DATA_HUB "
-        "keys or Gluon sets"
-    )
-    data_url: str = Field(
-        "http://d2l-data.s3-accelerate.amazonaws.com/",
-        pattern=r"^https?://[^\s/]+",
-        description="where `course data` fetches from: d2l's DATA_URL, or a mirror's URL, which then serves every "
-        "kind of data set (files by their name, Gluon's under gluon/...)",
-    )
-    gluon_repo: str = Field(
-        "", pattern=r"^(https?://[^\s/]+.*)?$", description="a mirror of Gluon's data repository (data sets, model zoo weights); empty: "
-        "the data_url mirror if set, else MXNet's own"
-    )
-    assignments: Path = Field(Path("assignments"), description="the exercises: nbgrader sources "
-                              "(`source/<name>/`) and `nbgrader_config.py`")
-    timezone: str = Field("UTC", description="the IANA zone due dates are given and shown in (daylight saving "
-                          "included), e.g. Europe/Berlin; also prestart's unless it names its own")
-
-    @field_validator("data")
-    @classmethod
-    def data_names(cls, names: tuple[str, ...]) -> tuple[str, ...]:
-        for name in names:
-            if not name.strip() or "/" in name:
-                raise ValueError(f"data set name {name!r} is not a DATA_HUB key")
-        duplicates = sorted({n for n in names if names.count(n) > 1})
-        if duplicates:
-            raise ValueError(f"{', '.join(duplicates)} listed twice")
-        return names
-
-    @field_validator("timezone")
-    @classmethod
-    def zone(cls, name: str) -> str:
-        return known_zone(name)
-
-    @field_validator("data_url", "gluon_repo")
-    @classmethod
-    def ends_with_slash(cls, url: str) -> str:
-        return url if not url or url.endswith("/") else url + "/"
 
 
 class Https(Strict):
@@ -264,7 +215,12 @@ class Spawner(Strict):
 
 
 class Classroom(Strict):
-    course: Course = Field(Course(), description="the course: its name on the hub's pages, its chapters, data and exercises")
+    course: Course = Field(Course(), description="the course: its name on the hub's pages, its chapters, data and "
+                           "exercises; with `courses`, the first of them")
+    courses: tuple[Course, ...] = Field(
+        (), description="several courses on one hub, each with its own chapters, exercises, roster and graders "
+        "(instead of `course`); the first names the hub's pages"
+    )
     hub: Hub = Field(Hub(), description="where the hub listens and keeps its state")
     auth: Auth = Field(Auth(), description="who may sign in")
     images: Images = Field(Images(), description="the images students' servers run")
@@ -286,6 +242,11 @@ class Classroom(Strict):
     def defaults_off_this_host(cls, data: object) -> object:
         """Where servers run on other hosts (a Swarm), the limits kept on the hub's host are off unless written."""
         data = home_default_off_this_host(data)
+        if isinstance(data, dict) and data.get("courses"):
+            if "course" in data:
+                raise ValueError("give `course` (one course) or `courses` (several), not both")
+            courses = data["courses"]
+            data = {**data, "course": courses[0] if isinstance(courses, (list, tuple)) else courses}
         spawner = data.get("spawner") if isinstance(data, dict) else None
         if isinstance(spawner, dict) and spawner.get("kind") == "swarm":
             network = data.get("network") if isinstance(data.get("network"), dict) else {}
@@ -323,6 +284,20 @@ class Classroom(Strict):
         return self
 
     @model_validator(mode="after")
+    def enrolments(self) -> Classroom:
+        check_courses(self.all_courses, self.auth.accounts)
+        return self
+
+    @property
+    def all_courses(self) -> tuple[Course, ...]:
+        return self.courses or (self.course,)
+
+    @property
+    def offerings(self) -> tuple[Offering, ...]:
+        """Every nbgrader course on the hub: each course, or each section of one that has them."""
+        return offerings(self.all_courses)
+
+    @model_validator(mode="after")
     def egress_needs_firewall(self) -> Classroom:
         if self.network.egress != "open" and not self.spawner.firewall:
             raise ValueError(f"network.egress: {self.network.egress} is kept by the packet rules: it needs "
@@ -338,9 +313,12 @@ class Classroom(Strict):
         def rooted(path: Path) -> Path:
             return path if path.is_absolute() else (base / path).resolve()
 
-        source = self.course.source
-        if "://" not in source and not source.startswith("git@"):
-            source = str(rooted(Path(source)))
+        def course_rooted(course: Course) -> Course:
+            source = course.source
+            if "://" not in source and not source.startswith("git@"):
+                source = str(rooted(Path(source)))
+            return course.model_copy(update={"source": source, "assignments": rooted(course.assignments)})
+
         https = self.hub.https
         if https is not None:
             https = https.model_copy(update={"cert_file": rooted(https.cert_file), "key_file": rooted(https.key_file)})
@@ -359,7 +337,8 @@ class Classroom(Strict):
         return self.model_copy(
             update={
                 "auth": auth,
-                "course": self.course.model_copy(update={"source": source, "assignments": rooted(self.course.assignments)}),
+                "course": course_rooted(self.course),
+                "courses": tuple(course_rooted(c) for c in self.courses),
                 "hub": self.hub.model_copy(update={"state_dir": rooted(self.hub.state_dir), "https": https}),
                 "images": images,
             }

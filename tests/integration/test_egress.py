@@ -211,13 +211,14 @@ def test_student_reaches_the_allowed_host_by_name_and_pip_installs_from_it(allow
     reached = probe(allowlisted, page=f"fetch('http://{ALLOWED}:8080/')")
     assert reached["page"]["status"] == 200 and "the allowed host answered" in reached["page"]["body"]
     started = time.monotonic()
-    code, output = run_in(allowlisted, "pip", "install", "--target", "/home/jovyan/.egress-test",
-                          "--index-url", f"http://{ALLOWED}:8080/simple", "--trusted-host", ALLOWED, PACKAGE)
+    # what a student types in a terminal: plain `pip install`, into ~/.local, which their kernels import from
+    code, output = run_in(allowlisted, "pip", "install", "--index-url", f"http://{ALLOWED}:8080/simple",
+                          "--trusted-host", ALLOWED, PACKAGE)
     assert code == 0, output
     assert "Successfully installed d2ltest-hello-1.0" in output
-    code, output = run_in(allowlisted, "python3", "-c",
-                          "import sys; sys.path.insert(0, '/home/jovyan/.egress-test'); import d2ltest_hello; print(d2ltest_hello.GREETING)")
-    assert output.strip() == "hello from the allowed index", output
+    code, output = run_in(allowlisted, "python3", "-c", "import d2ltest_hello; print(d2ltest_hello.__file__, d2ltest_hello.GREETING)")
+    assert output.split() == ["/home/jovyan/.local/lib/python3.11/site-packages/d2ltest_hello/__init__.py",
+                              "hello", "from", "the", "allowed", "index"], output
     assert time.monotonic() - started < 90
 
 
@@ -229,8 +230,7 @@ def test_a_host_not_listed_is_refused_fast_with_a_page_naming_the_policy(allowli
     assert refused["tunnel"]["status"] is None and "403" in refused["tunnel"]["error"]  # https: the CONNECT is refused
     assert refused["tunnel"]["seconds"] < 5
     started = time.monotonic()  # pip over https, as from a real index: the proxy refuses the tunnel
-    code, output = run_in(allowlisted, "pip", "install", "--target", "/tmp/never",
-                          "--index-url", f"https://{FORBIDDEN}/simple", PACKAGE)
+    code, output = run_in(allowlisted, "pip", "install", "--index-url", f"https://{FORBIDDEN}/simple", "d2ltest-elsewhere")
     assert code != 0 and "Tunnel connection failed: 403" in output, output
     assert time.monotonic() - started < 30, "pip should fail fast, not retry for minutes"
 

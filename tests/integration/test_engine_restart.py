@@ -24,9 +24,10 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
+import docker.errors
 import pytest
 import requests
-from harness import launched_hub
+from harness import launched_hub, remove_labelled, unmount_under
 
 from d2lhub import engine
 from d2lhub.hub import firewall
@@ -55,7 +56,7 @@ def dockerd_pid() -> int:
 
 def stop_engine(wait_seconds: int = 90) -> None:
     pid = dockerd_pid()
-    os.kill(pid, signal.SIGTERM)  # dockerd stops its containers, then exits
+    os.kill(pid, signal.SIGTERM)  # with live-restore on, dockerd leaves its containers running and exits
     deadline = time.monotonic() + wait_seconds
     while Path(f"/proc/{pid}").exists() and time.monotonic() < deadline:
         time.sleep(0.5)
@@ -171,6 +172,10 @@ def test_engine_restart_keeps_servers_kernels_and_rules(tmp_path, docker_client)
         assert container.status == "running" and process.exists()
         assert student.execute("print(answer)", shutdown=False, kernel_id=kernel).stdout.strip() == "42"
         assert student.read_file("before-restart.txt") == "written before the engine went down"
+        student.stop()  # a server that ran through the restart stops and starts again with its home
+        student.spawn()
+        assert student.open_server().status_code == 200
+        assert student.read_file("before-restart.txt") == "written before the engine went down"
         other.spawn()
         assert other.open_server().status_code == 200
         for name in ("student1", "student2"):
@@ -178,7 +183,26 @@ def test_engine_restart_keeps_servers_kernels_and_rules(tmp_path, docker_client)
             assert len(mine) == 1 and mine[0].status == "running", [(c.name, c.status) for c in mine]
         assert firewall.in_place(**rules), firewall.current(instance)
     finally:
-        if not engine.engine_answers():
-            start_engine()
+        try:
+            if not engine.engine_answers():
+                start_engine()
+            close(hubs, hub, docker_client)
+        finally:
+            put_back(found)
+
+
+def close(hubs, hub, docker_client) -> None:
+    """Stop the hub and remove what it made. Docker 20.10 loses count of a live-restored container's volume
+    mounts (moby#44422, fixed in 23.0), so its home volume is refused removal ("volume has active mounts")
+    until the engine starts again: then a second restart, with live-restore still on so nothing stops."""
+    try:
         hubs.close()
-        put_back(found)
+        return
+    except docker.errors.APIError as error:
+        if "volume has active mounts" not in str(error):
+            raise
+        print(f"d2lhub: {error.explanation}: restarting the engine once more (moby#44422)")
+    stop_engine()
+    start_engine()
+    remove_labelled(docker_client, lambda value: value == hub.classroom.spawner.instance)
+    unmount_under(hub.classroom.hub.state_dir)

@@ -69,13 +69,16 @@ def local_dockerd(pid_file: Path = PID_FILE) -> Dockerd | None:
     return Dockerd(pid, config_file, "--live-restore" in args or any(a.startswith("--live-restore=") for a in args))
 
 
-def plan(kind: str, swarm_state: str, enabled: bool) -> tuple[bool | None, str]:
-    """What to set live-restore to (None: leave it) for this classroom kind and engine, and why."""
+def plan(kind: str, swarm_state: str, running: bool, kept: bool | None) -> tuple[bool | None, str]:
+    """What to set live-restore to (None: leave it) for this classroom kind and engine, and why.
+
+    `running`: the engine has it on now; `kept`: its next start will too (daemon.json or the flag say so;
+    None for an engine elsewhere, whose files are not ours to read)."""
     if kind == "swarm":
-        if enabled:
+        if running or kept:
             return False, "live-restore off: Docker does not combine it with Swarm mode"
         return None, ""
-    if enabled:
+    if running and kept is not False:
         return None, ""
     if swarm_state != "inactive":
         return None, (f"the engine is in Swarm mode ({swarm_state}), which Docker does not combine with live-restore: "
@@ -129,12 +132,13 @@ def set_live_restore(client: docker.DockerClient, daemon: Dockerd, value: bool) 
 def ensure(client: docker.DockerClient, classroom: Classroom, say: Callable[[str], None]) -> None:
     """live-restore as `spawner.kind` needs it, said in one line when it changes or cannot."""
     info = client.info()
-    value, why = plan(classroom.spawner.kind, info["Swarm"]["LocalNodeState"], info["LiveRestoreEnabled"])
+    daemon = local_dockerd()
+    kept = None if daemon is None else daemon.flag or read_config(daemon.config_file).get(KEY) is True
+    value, why = plan(classroom.spawner.kind, info["Swarm"]["LocalNodeState"], info["LiveRestoreEnabled"], kept)
     if value is None:
         if why:
             say(why)
         return
-    daemon = local_dockerd()
     if daemon is None:
         say(f"the Docker engine is not on this machine: set \"{KEY}\": {str(value).lower()} in its daemon.json "
             f"and reload it ({why})")

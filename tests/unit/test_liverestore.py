@@ -13,17 +13,21 @@ import pytest
 from d2lhub.ops import liverestore
 
 
-def test_single_machine_hub_turns_it_on_unless_the_engine_is_in_a_swarm():
-    assert liverestore.plan("docker", "inactive", False)[0] is True
-    assert liverestore.plan("docker", "inactive", True) == (None, "")
-    value, why = liverestore.plan("docker", "active", False)
+def test_single_machine_hub_turns_it_on_now_and_for_the_next_start_unless_the_engine_is_in_a_swarm():
+    assert liverestore.plan("docker", "inactive", False, False)[0] is True
+    assert liverestore.plan("docker", "inactive", True, True) == (None, "")
+    assert liverestore.plan("docker", "inactive", True, False)[0] is True  # on by a reload only: a restart would drop it
+    assert liverestore.plan("docker", "inactive", False, True)[0] is True  # written, not yet reloaded
+    assert liverestore.plan("docker", "inactive", True, None) == (None, "")  # an engine elsewhere that has it
+    value, why = liverestore.plan("docker", "active", False, False)
     assert value is None and "Swarm mode (active)" in why and "stops every student's server" in why
 
 
 def test_swarm_hub_turns_it_off_since_docker_refuses_both():
-    assert liverestore.plan("swarm", "inactive", True) == (False, "live-restore off: Docker does not combine it with "
-                                                                 "Swarm mode")
-    assert liverestore.plan("swarm", "active", False) == (None, "")
+    off = (False, "live-restore off: Docker does not combine it with Swarm mode")
+    assert liverestore.plan("swarm", "inactive", True, True) == off
+    assert liverestore.plan("swarm", "active", False, True) == off  # an engine in a Swarm would not start again
+    assert liverestore.plan("swarm", "active", False, False) == (None, "")
 
 
 def test_daemon_json_keeps_its_other_settings_and_mode(tmp_path):

@@ -20,6 +20,7 @@ import html
 import json
 import os
 import signal
+import subprocess
 import tempfile
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -212,5 +213,7 @@ def close(hubs, hub, docker_client) -> None:
             raise
     busy: list[str] = []
     remove_labelled(docker_client, lambda value: value == hub.classroom.spawner.instance, busy=busy)
+    for name in busy:  # the engine's bind of the home goes now (the homes file system is freed); the record waits
+        subprocess.run(["umount", docker_client.volumes.get(name).attrs["Mountpoint"]], check=False)
     unmount_under(hub.classroom.hub.state_dir)
     print(f"d2lhub: the engine keeps {', '.join(busy)} until it starts again (moby#44422)")

@@ -28,6 +28,7 @@ import docker.errors
 import requests.exceptions
 from docker.types import DeviceRequest
 from dockerspawner import DockerSpawner
+from tornado import web
 from traitlets import Any, Dict, Unicode, default
 from traitlets.config import LoggingConfigurable
 
@@ -46,6 +47,15 @@ ENGINE_DOWN_MESSAGE = (
     "The Docker engine does not answer, so no server can start right now (your files are safe). "
     "Try again in a minute; if this persists, tell the course admin."
 )
+
+
+class EngineDown(web.HTTPError):
+    """A spawn with no engine: a 503 whose message JupyterHub shows on every path (the spawn page itself when
+    the spawn fails within its first second, as it does while the engine's socket is gone; the progress bar after)."""
+
+    def __init__(self):
+        super().__init__(503, ENGINE_DOWN_MESSAGE)
+        self.jupyterhub_message = ENGINE_DOWN_MESSAGE
 
 
 class ClassroomMixin(LoggingConfigurable):
@@ -281,7 +291,7 @@ class ClassroomMixin(LoggingConfigurable):
             return await self._start()
         except ENGINE_DOWN as error:
             self.log.error("Docker engine unreachable while starting %s: %s", self._log_name, error)
-            raise RuntimeError(ENGINE_DOWN_MESSAGE) from error
+            raise EngineDown() from error
 
     async def _start(self):
         self._events = []

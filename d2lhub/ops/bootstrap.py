@@ -1,5 +1,6 @@
-"""What `make up` and `make test` ensure before a hub can run: an engine, a proxy (and squid,
-the students' egress proxy), a base image, the student image and the classroom network.
+"""What `make up` and `make test` ensure before a hub can run: an engine (with live-restore as the
+classroom's kind needs it, d2lhub.ops.liverestore), a proxy (and squid, the students' egress proxy),
+a base image, the student image and the classroom network.
 
 Each step checks first and does nothing when all is there, so a second run is quick.
 A registry-less or air-gapped site works: the base image is built from Debian's
@@ -31,6 +32,7 @@ from d2lhub.engine import (
 )
 from d2lhub.hub import homes
 from d2lhub.hub.facts import find_squid
+from d2lhub.ops import liverestore
 from d2lhub.studentimage import build_args, image_inputs, images_in_use, student_image
 
 Say = Callable[[str], None]
@@ -212,6 +214,7 @@ def ensure_images(client: docker.DockerClient, classroom: Classroom, say: Say = 
 def ensure_all(classroom: Classroom, say: Say = _default_say) -> dict[str, str]:
     """Everything a hub needs; returns the student image tags by key."""
     client = ensure_engine(classroom.hub.state_dir, say=say)
+    liverestore.ensure(client, classroom, say=say)  # students' servers outlive an engine restart (not in a Swarm)
     ensure_homes(client, classroom, say=say)  # first: a home limit the host cannot keep stops here
     ensure_proxy(say=say)
     ensure_egress_proxy(classroom, say=say)

@@ -59,8 +59,11 @@ def created_before(attrs: dict, cutoff: datetime) -> bool:
         return False
 
 
-def remove_labelled(client, instance_filter, cutoff: datetime | None = None) -> None:
-    """Remove containers, volumes and networks whose instance label matches (and, given a cutoff, are older)."""
+def remove_labelled(client, instance_filter, cutoff: datetime | None = None, busy: list[str] | None = None) -> None:
+    """Remove containers, volumes and networks whose instance label matches (and, given a cutoff, are older).
+
+    Given `busy`, a volume the engine refuses with "volume has active mounts" is listed there and kept, and
+    the rest goes on (Docker 20.10 miscounts the mounts of a live-restored container's volumes, moby#44422)."""
     def wanted(object_labels: dict, attrs: dict) -> bool:
         return instance_filter((object_labels or {}).get(labels.INSTANCE, "")) and (
             cutoff is None or created_before(attrs, cutoff)
@@ -79,7 +82,12 @@ def remove_labelled(client, instance_filter, cutoff: datetime | None = None) -> 
             container.remove(force=True)
     for volume in client.volumes.list(filters={"label": labels.INSTANCE}):
         if wanted(volume.attrs.get("Labels"), volume.attrs):
-            volume.remove(force=True)
+            try:
+                volume.remove(force=True)
+            except docker.errors.APIError as error:
+                if busy is None or "volume has active mounts" not in str(error):
+                    raise
+                busy.append(volume.name)
     for network in client.networks.list(filters={"label": labels.INSTANCE}):
         if wanted(network.attrs.get("Labels"), network.attrs):
             for attempt in range(20):  # a removed service's task may still hold a Swarm network a moment

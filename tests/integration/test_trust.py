@@ -17,7 +17,8 @@ import requests
 from harness import launched_hub, roster_student
 
 from d2lhub.grading import layout
-from d2lhub.hub import firewall
+from d2lhub.hub import enginewatch, firewall
+from d2lhub.hub.facts import firewall_inputs
 from d2lhub.state import hub_api_port
 
 pytestmark = pytest.mark.integration
@@ -73,6 +74,26 @@ def test_firewall_rules_fence_the_bridge(trust_hub, docker_client):
     assert f"--dport {hub_api_port(trust_hub.classroom)}" in ours[1] and ours[1].endswith("-j ACCEPT")
     assert ours[-1].endswith("-j DROP")
     assert network.attrs["Options"]["com.docker.network.bridge.enable_icc"] == "false"
+
+
+def test_rules_flushed_under_a_running_hub_come_back_without_a_spawn(trust_hub, docker_client):
+    """The hub's engine watch (d2lhub.hub.enginewatch) checks the rules every 30 s, not only when a restarted
+    engine answers again (test_engine_restart.py) or a student spawns."""
+    rules = firewall_inputs(trust_hub.classroom, docker_client.networks.get(trust_hub.classroom.spawner.instance).id)
+    log = trust_hub.classroom.hub.state_dir / "jupyterhub.log"
+    said = f"the firewall rules of {rules['instance']} were missing: re-applied"
+    before = log.read_text().count(said)
+    assert firewall.in_place(**rules)
+    firewall.remove(rules["instance"])  # as `iptables -F` or a host firewall's reload would
+    try:
+        deadline = time.monotonic() + enginewatch.RECHECK + 10
+        while not firewall.in_place(**rules) and time.monotonic() < deadline:
+            time.sleep(0.5)
+        assert firewall.in_place(**rules), firewall.current(rules["instance"])
+        assert log.read_text().count(said) == before + 1
+    finally:
+        if not firewall.in_place(**rules):
+            firewall.apply(**rules)  # the module's other tests need them
 
 
 def test_student_reaches_the_hub_api_but_no_neighbour_or_proxy_api(trust_hub, pair, docker_client):

@@ -8,7 +8,7 @@ CONFIG ?= classroom.yaml
 PYTEST_ARGS ?=
 CHROMIUM := /usr/bin/chromium
 
-.PHONY: help up down status images proxy screenshots course check data test unit bench lock docs cluster cluster-down
+.PHONY: help up down status images proxy screenshots course check data test unit hub-starts bench lock docs cluster cluster-down
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
@@ -48,6 +48,9 @@ unit: $(VENV)/.installed ## only the tests that need no Docker engine
 
 screenshots: images proxy $(CHROMIUM) ## rewrite docs/img from the browser tests (what a person sees)
 	D2LHUB_SCREENSHOTS=docs/img $(PY) -m pytest -q tests/browser
+
+hub-starts: images proxy ## start one test hub 50 times in a row, half after servers stopped while it was down
+	D2LHUB_HUB_STARTS=50 $(PY) -m pytest -v -s tests/integration/test_hub_starts.py
 
 bench: images ## measure spawn, class start, memory, images; writes docs/benchmarks.md
 	$(PY) bench/run.py $(BENCH_ARGS)

@@ -7,7 +7,8 @@ Why a subclass rather than plain settings:
   is made theirs when it is created, and put right if it belongs to another uid
   (d2lhub.hub.homes);
 - Docker calls go through a bounded pool instead of DockerSpawner's single
-  thread, so a class signing in at once is not served one student at a time;
+  thread, so a class signing in at once is not served one student at a time
+  (and their one client is made under a lock, `client`);
 - limits come from the chosen profile, and the spawn page says what happens;
 - GPUs are handed out by explicit device id (d2lhub.hub.gpus), since Docker's
   `count=1` would give every student the same first GPU.
@@ -20,6 +21,7 @@ object is described: `spawner.kind` in classroom.yaml picks one.
 from __future__ import annotations
 
 import asyncio
+import threading
 from concurrent.futures import ThreadPoolExecutor
 from html import escape
 from pathlib import Path
@@ -85,6 +87,16 @@ class ClassroomMixin(LoggingConfigurable):
         if cls._pool is None:
             cls._pool = ThreadPoolExecutor(self.classroom.spawner.docker_workers, thread_name_prefix="docker")
         return cls._pool
+
+    _client_lock = threading.Lock()
+
+    @property
+    def client(self):
+        """The hub's one Docker client, made once under a lock: DockerSpawner makes it in whichever thread asks
+        first, so several Docker threads each made one at a hub start, and replacing the first freed it while
+        another thread read it (python/cpython#118492): a segfault at start (issue 16, test_hub_starts)."""
+        with ClassroomMixin._client_lock:
+            return super().client
 
     _uid: int | None = None
 

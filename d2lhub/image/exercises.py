@@ -1,10 +1,12 @@
 """Put every released exercise a student does not have yet into ~/exercises, as nbgrader's fetch would.
 
 Runs inside a student's container at every start, after the course sync (stdlib only, it is
-copied into the image; see images/student/d2lhub-start). The exchange's course folder is
-mounted read-only at /srv/nbgrader/exchange/<course>/, and students' nbgrader is configured
-with `Exchange.assignment_dir = /home/jovyan/exercises` (d2lhub/grading/layout.py), so
-nbgrader's own fetch, its Assignments tab and its submit all use ~/exercises/<assignment>/.
+copied into the image; see images/student/d2lhub-start). The exchange folder of each course the
+student is in is mounted read-only at /srv/nbgrader/exchange/<course>/, and students' nbgrader is
+configured with `Exchange.assignment_dir = /home/jovyan/exercises` (d2lhub/grading/layout.py), so
+nbgrader's own fetch, its Assignments tab and its submit all use ~/exercises/<assignment>/; a
+student of several courses has nbgrader's multi-course layout, ~/exercises/<course>/<assignment>/,
+and so does this fetch (below, <name> is then `<course>/<assignment>`).
 
 The rules:
 - an assignment released in the exchange that the student has no ~/exercises/<name> for is
@@ -61,10 +63,11 @@ class Report:
 
 
 def released(exchange: Path) -> dict[str, Path]:
-    """assignment name -> its folder in the exchange's outbound (those with a notebook), for every course mounted."""
+    """assignment name (`<course>/<name>` with several courses mounted) -> its folder in the course's
+    outbound (those with a notebook), for every course mounted."""
     found: dict[str, Path] = {}
     try:
-        courses = sorted(exchange.iterdir())
+        courses = sorted(path for path in exchange.iterdir() if path.is_dir())
     except OSError:
         return found
     for course in courses:
@@ -77,7 +80,7 @@ def released(exchange: Path) -> dict[str, Path]:
             # No notebook (yet): a release being written right now (workflow.release replaces the
             # folder); it is fetched at a later start rather than half.
             if not folder.name.startswith(".") and folder.is_dir() and any(folder.glob("*.ipynb")):
-                found.setdefault(folder.name, folder)
+                found[f"{course.name}/{folder.name}" if len(courses) > 1 else folder.name] = folder
     return found
 
 
@@ -124,7 +127,7 @@ def remove(path: Path) -> None:
 def fetched_before(home: Path, name: str, release: Path) -> bool:
     """~/<name> is a fetch from before fetches went into ~/exercises: a folder with every notebook of the release."""
     old = home / name
-    if old.is_symlink() or not old.is_dir():
+    if "/" in name or old.is_symlink() or not old.is_dir():
         return False
     notebooks = [path.name for path in release.glob("*.ipynb")]
     return bool(notebooks) and all((old / notebook).is_file() for notebook in notebooks)
@@ -144,6 +147,7 @@ def fetch_all(exchange: Path, home: Path) -> Report:
         destination = target / name
         try:
             digest = release_digest(source)
+            destination.parent.mkdir(exist_ok=True)
             if os.path.lexists(destination):
                 if state.get(name) is None:
                     state[name] = digest  # fetched from the tab (or before this record): that release is its baseline

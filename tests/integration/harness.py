@@ -122,7 +122,9 @@ def write_classroom(folder: Path, **overrides) -> Path:
         "spawner": {"instance": instance},
     }
     for key, value in overrides.items():
-        if isinstance(value, dict):
+        if value is None:  # a key left out (`course` where the test gives `courses`)
+            data.pop(key, None)
+        elif isinstance(value, dict):
             data.setdefault(key, {}).update(value)
         else:
             data[key] = value

@@ -92,11 +92,11 @@ def classroom(tmp_path_factory, docker_client):
 
 
 def test_hostile_submissions_are_graded_with_reasons(classroom, docker_client):
-    grading.release(classroom, NAME)
+    grading.release(classroom, classroom.offerings[0], NAME)
     for student, (text, _, _) in SUBMISSIONS.items():
         place_collected(classroom, student, NAME, text)
 
-    graded = {g.student: g for g in grading.autograde(classroom, NAME, jobs=2)}
+    graded = {g.student: g for g in grading.autograde(classroom, classroom.offerings[0], NAME, jobs=2)}
 
     assert set(graded) == set(SUBMISSIONS)
     for student, (_, points, word) in SUBMISSIONS.items():

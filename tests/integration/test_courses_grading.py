@@ -1,6 +1,6 @@
 """Two courses on one hub, one of them in two sections, graded end to end on real servers and nbgrader:
 a student of both courses fetches and submits to each through their Assignments tab; a student of the
-other section sees neither, and cannot submit to a course they are not in; collect and autograde of
+other section sees only their own course, and cannot submit to a course they are not in; collect and autograde of
 one course never see another's submissions; each offering's formgrader, in its grader's own server,
 lists only its own; a grader's server holds the course folder of what they grade and nothing else;
 the CLI needs `--course` and refuses a course its caller does not teach."""
@@ -34,7 +34,7 @@ ENROLLED = {"student1": ("student", ["intro/a", "adv"]), "student2": ("student",
             "teacher": ("instructor", ["intro/a"]), "boss": ("admin", [])}
 # Who is in which offering, as the instructors import it (`roster import --course`).
 ROSTERS = {"intro/a": "student1,Ada,One,,student\nteacher,Tea,Cher,,instructor\n",
-           "intro/b": "student2,Bo,Two,,student\n",
+           "intro/b": "student2,Bo,Two,,student\nprof,Pro,Fessor,,instructor\n",
            "adv": "student1,Ada,One,,student\nprof,Pro,Fessor,,instructor\n"}
 WORK = {("student1", "intro-a"): "correct", ("student1", "adv"): "partial", ("student2", "intro-b"): "broken"}
 
@@ -67,6 +67,15 @@ def listed(browser, course: str = "") -> list[dict]:
     response.raise_for_status()
     assert response.json()["success"], response.json()
     return response.json()["value"]
+
+
+def formgraded(browser) -> tuple[int, set[str]]:
+    """What the formgrader in the grader's own server lists (its own HTTP API): NAME's submissions, its students."""
+    assignments = browser.session.get(browser.url(f"/user/{browser.name}/formgrader/api/assignments"), timeout=60)
+    assert assignments.status_code == 200, assignments.text[:300]
+    (row,) = [a for a in assignments.json() if a["name"] == NAME]
+    students = browser.session.get(browser.url(f"/user/{browser.name}/formgrader/api/students"), timeout=60).json()
+    return row["num_submissions"], {s["id"] for s in students}
 
 
 def mounted(docker_client, hub, name: str) -> list[str]:
@@ -155,21 +164,24 @@ print(run.returncode, "Inbound directory doesn't exist" in run.stdout + run.stde
     rows = {r["username"]: r for r in csv.DictReader(out.open())}
     assert set(rows) == {"student1"} and float(rows["student1"][NAME]) == EXPECTED["partial"]
 
-    # Each offering's formgrader, in its grader's own server, lists its own submissions.
-    for grader, course in (("teacher", "intro-a"), ("prof", "adv")):
-        browser = servers[grader]
-        assignments = browser.session.get(browser.url(f"/user/{grader}/formgrader/api/assignments"), timeout=60)
-        assert assignments.status_code == 200, assignments.text[:300]
-        (row,) = [a for a in assignments.json() if a["name"] == NAME]
-        assert row["num_submissions"] == 1, (grader, row)
-        students = browser.session.get(browser.url(f"/user/{grader}/formgrader/api/students"), timeout=60).json()
-        assert {s["id"] for s in students} == {"student1"}, (grader, students)
-        own = str(layout.course_root(hub.classroom, next(o for o in hub.classroom.offerings if o.id == course)))
+    # Each offering's formgrader, in its grader's own server, lists its own submissions; a grader's server
+    # holds the course folders of what they grade (teacher: section a; prof: section b and adv), no other.
+    assert formgraded(servers["teacher"]) == (1, {"student1"})  # intro-a: student1's, collected
+    assert formgraded(servers["prof"]) == (0, {"student2"})  # the first prof grades, intro-b: none collected
+    for grader, own in (("teacher", {"intro-a"}), ("prof", {"intro-b", "adv"})):
         sources = mounted(docker_client, hub, grader)
-        assert own in sources and not [s for s in sources if "/grading/courses/" in s and s != own], sources
-        assert not [s for s in sources if "/exchange/" in s and f"/exchange/{course}" not in s], sources
-    # A student's server holds no course folder at all.
-    assert not [s for s in mounted(docker_client, hub, "student1") if "/grading/courses/" in s]
+        assert {s.rsplit("/", 1)[1] for s in sources if "/grading/courses/" in s} == own, sources
+        assert not [s for s in sources if "/exchange/" in s and s.split("/exchange/")[1].split("/")[0] not in own], sources
+    assert not [s for s in mounted(docker_client, hub, "student1") if "/grading/courses/" in s]  # students: none
+    # prof chooses the formgrader's course, as instructor.md says, and restarts their server.
+    prof = servers["prof"]
+    chosen = prof.execute("import os; os.makedirs(os.path.expanduser('~/.d2lhub'), exist_ok=True); "
+                          "open(os.path.expanduser('~/.d2lhub/formgrader'), 'w').write('adv\\n')")
+    assert chosen.error is None, chosen
+    prof.stop()
+    prof.spawn(timeout=300)
+    prof.open_server()
+    assert formgraded(prof) == (1, {"student1"})  # adv: student1's partial work, collected
 
 
 def test_the_cli_refuses_a_course_its_caller_does_not_teach(hub, servers):

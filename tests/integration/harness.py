@@ -169,10 +169,13 @@ def roster_student(hub: RunningHub, folder: Path, name: str):
     return browser
 
 
-def launched_hub(folder: Path, docker_client, **overrides):
-    """A hub of its own, started now; yields it, then stops it and removes all it made."""
+def launched_hub(folder: Path, docker_client, prepare=None, **overrides):
+    """A hub of its own, started now (after prepare(classroom), given one: what an older hub left in its state
+    folder); yields it, then stops it and removes all it made."""
     running = RunningHub(write_classroom(folder, **overrides))
     build_course(running.classroom.course.source, course_dir(running.classroom))
+    if prepare is not None:
+        prepare(running.classroom)
     running.start()
     try:
         yield running

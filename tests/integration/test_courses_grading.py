@@ -3,20 +3,25 @@ a student of both courses fetches and submits to each through their Assignments 
 other section sees only their own course, and cannot submit to a course they are not in; collect and autograde of
 one course never see another's submissions; each offering's formgrader, in its grader's own server,
 lists only its own; a grader's server holds the course folder of what they grade and nothing else;
-the CLI needs `--course` and refuses a course its caller does not teach."""
+the CLI needs `--course` and refuses a course its caller does not teach; the course folder an older
+hub of one course left is moved to its offering's at start, its gradebook kept."""
 
 from __future__ import annotations
 
 import csv
 import json
+import os
+import sys
 from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 
 import pytest
 from harness import ACCOUNTS, REPO, launched_hub, roster_password
 from hubclient import Browser
+from nbgrader.api import Gradebook
 from typer.testing import CliRunner
 
-from d2lhub import labels
+from d2lhub import homefs, labels
 from d2lhub.cli import app
 from d2lhub.grading import layout
 
@@ -36,14 +41,33 @@ ENROLLED = {"student1": ("student", ["intro/a", "adv"]), "student2": ("student",
 ROSTERS = {"intro/a": "student1,Ada,One,,student\nteacher,Tea,Cher,,instructor\n",
            "intro/b": "student2,Bo,Two,,student\nprof,Pro,Fessor,,instructor\n",
            "adv": "student1,Ada,One,,student\nprof,Pro,Fessor,,instructor\n"}
+LEGACY = "ex00-from-last-term"  # in the older hub's gradebook
 WORK = {("student1", "intro-a"): "correct", ("student1", "adv"): "partial", ("student2", "intro-b"): "broken"}
+
+
+def one_course_from_before(classroom) -> None:
+    """The state an older hub of one course (`course: {id: adv}`) left: its course folder, `grading/course/`."""
+    folder = layout.grading_dir(classroom) / "course"
+    folder.mkdir(parents=True)
+    os.environ["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"  # nbgrader runs `alembic`
+    with Gradebook(f"sqlite:///{folder / 'gradebook.db'}", "adv") as gb:
+        gb.add_assignment(LEGACY)
 
 
 @pytest.fixture(scope="module")
 def hub(tmp_path_factory, docker_client):
     accounts = [{"name": n, "role": role, "password": ACCOUNTS[n], "courses": refs} for n, (role, refs) in ENROLLED.items()]
-    yield from launched_hub(tmp_path_factory.mktemp("courses"), docker_client, course=None, courses=COURSES,
-                            auth={"accounts": accounts})
+    started = launched_hub(tmp_path_factory.mktemp("courses"), docker_client, prepare=one_course_from_before,
+                           course=None, courses=COURSES, auth={"accounts": accounts})
+    running = next(started)
+    try:
+        # The hub's start moved the older course folder to its offering's (its gradebook names adv).
+        room = running.classroom
+        moved = layout.course_root(room, next(o for o in room.offerings if o.id == "adv")) / "gradebook.db"
+        assert not (layout.grading_dir(room) / "course").exists() and moved.is_file()
+        yield running
+    finally:
+        next(started, None)  # stop it, remove what it made
 
 
 def cli(hub, *args: str, ok: bool = True) -> str:
@@ -145,6 +169,7 @@ print(run.returncode, "Inbound directory doesn't exist" in run.stdout + run.stde
 """)
     assert attempt.error is None, attempt
     assert attempt.stdout.split("\n")[:2] == ["['intro-b']", "1 True"], attempt.stdout
+    assert all(homefs.mounted_type(layout.inbound_dir(hub.classroom, o)) == "btrfs" for o in hub.classroom.offerings)
     inbound = {o.id: sorted(p.name.split("+")[0] for p in layout.inbound_dir(hub.classroom, o).iterdir())
                for o in hub.classroom.offerings}
     assert inbound == {"intro-a": ["student1"], "intro-b": ["student2"], "adv": ["student1"]}, inbound
@@ -194,5 +219,6 @@ def test_the_cli_refuses_a_course_its_caller_does_not_teach(hub, servers):
     refused = cli(hub, "grades", "export", "--course", "intro/b", "--token", token, ok=False)
     assert "teacher does not teach intro/b" in refused
     own = cli(hub, "assignment", "list", "--course", "intro/a", "--token", token)
-    assert "intro/a: exercises" in own and NAME in own
+    assert "intro/a: exercises" in own and NAME in own and LEGACY not in own
+    assert LEGACY in cli(hub, "assignment", "list", "--course", "adv")  # the older hub's gradebook, kept
     assert "does not accept the token" in cli(hub, "assignment", "list", "--course", "adv", "--token", "not-a-token", ok=False)

@@ -19,7 +19,10 @@ The rules:
 - a folder ~/<name> that a fetch made before fetches went into ~/exercises (it holds every
   notebook of the release) is moved to ~/exercises/<name>, so the work in it is what is
   submitted; nothing is moved when ~/exercises/<name> exists;
-- a student who deletes ~/exercises/<name> gets a fresh copy at their next start.
+- a student who deletes ~/exercises/<name> gets a fresh copy at their next start;
+- a student of one course who joins another: their ~/exercises/<assignment> moves to
+  ~/exercises/<course>/<assignment> of the course it was fetched from, so what they worked on is
+  what they submit.
 
 What was released when each assignment was fetched is recorded in `~/.d2lhub/exercises.json`
 (a hash of its files). A problem with one assignment is logged and the others go on; the
@@ -50,11 +53,14 @@ class Report:
     fetched: list[str] = field(default_factory=list)
     beside: list[str] = field(default_factory=list)  # a new release put beside the student's copy
     moved: list[str] = field(default_factory=list)  # ~/<name> from an earlier fetch moved into ~/exercises
+    regrouped: list[str] = field(default_factory=list)  # ~/exercises/<assignment> moved to its course's folder
     failed: list[str] = field(default_factory=list)
 
     def lines(self) -> list[str]:
         lines = [f"d2lhub: exercises: fetched {name} into ~/{TARGET}/{name}" for name in self.fetched]
         lines += [f"d2lhub: exercises: moved ~/{name} to ~/{TARGET}/{name}" for name in self.moved]
+        lines += [f"d2lhub: exercises: you are in several courses now: moved ~/{TARGET}/{name.split('/', 1)[1]} "
+                  f"to ~/{TARGET}/{name}" for name in self.regrouped]
         lines += [
             f"d2lhub: exercises: {name} was released again; your copy is kept, the new one is in ~/{TARGET}/{name}{BESIDE_SUFFIX}"
             for name in self.beside
@@ -133,6 +139,20 @@ def fetched_before(home: Path, name: str, release: Path) -> bool:
     return bool(notebooks) and all((old / notebook).is_file() for notebook in notebooks)
 
 
+def from_one_course(target: Path, state: dict[str, str], name: str, digest: str, names: list[str]) -> Path | None:
+    """A student of one course who is now in several: their ~/exercises/<assignment> (nbgrader's layout for
+    one course) is to become ~/exercises/<course>/<assignment> (its layout for several) when it is that
+    course's: fetched from this very release, or no other course they are in has an assignment of that name."""
+    if "/" not in name:
+        return None
+    assignment = name.split("/", 1)[1]
+    earlier = target / assignment
+    if assignment not in state or earlier.is_symlink() or not earlier.is_dir():
+        return None
+    others = [n for n in names if n != name and n.split("/", 1)[1] == assignment]
+    return earlier if state[assignment] == digest or not others else None
+
+
 def fetch_all(exchange: Path, home: Path) -> Report:
     target = home / TARGET
     target.mkdir(parents=True, exist_ok=True)  # nbgrader's Assignments tab changes into it, so it must exist
@@ -143,7 +163,8 @@ def fetch_all(exchange: Path, home: Path) -> Report:
         state = {}
     report = Report()
     changed = False
-    for name, source in released(exchange).items():
+    releases = released(exchange)
+    for name, source in releases.items():
         destination = target / name
         try:
             digest = release_digest(source)
@@ -157,6 +178,13 @@ def fetch_all(exchange: Path, home: Path) -> Report:
                     state[name] = digest
                     changed = True
                     report.beside.append(name)
+                continue
+            earlier = from_one_course(target, state, name, digest, list(releases))
+            if earlier is not None:
+                os.rename(earlier, destination)
+                state[name] = state.pop(earlier.name)  # the release it was fetched from: a newer one goes beside
+                report.regrouped.append(name)
+                changed = True
                 continue
             if fetched_before(home, name, source):
                 os.rename(home / name, destination)

@@ -185,3 +185,17 @@ def test_the_start_scripts_one_process_syncs_the_course_then_fetches(tmp_path, m
     assert delivery.main(["delivery.py", str(tmp_path / "course"), "--exercises"]) == 1  # the sync failed ...
     assert (home / "exercises/ex01/ex01.ipynb").read_text() == "v1"  # ... and the exercises still came
     assert "course unreadable" in capsys.readouterr().err
+
+
+def test_a_student_who_joins_a_second_course_keeps_their_work_in_the_first_ones_folder(tmp_path):
+    exchange, home = tmp_path / "exchange", tmp_path / "home"
+    release(exchange, "ex01", {"ex01.ipynb": "intro's"}, course="intro-a")
+    fetch_all(exchange, home)
+    (home / "exercises/ex01/ex01.ipynb").write_text("my answer")
+    release(exchange, "ex01", {"ex01.ipynb": "adv's"}, course="adv")  # now in two courses, both with an ex01
+    report = fetch_all(exchange, home)
+    assert report.regrouped == ["intro-a/ex01"] and report.fetched == ["adv/ex01"]
+    assert (home / "exercises/intro-a/ex01/ex01.ipynb").read_text() == "my answer"
+    assert (home / "exercises/adv/ex01/ex01.ipynb").read_text() == "adv's" and not (home / "exercises/ex01").exists()
+    assert "several courses now: moved ~/exercises/ex01 to ~/exercises/intro-a/ex01" in "\n".join(report.lines())
+    assert fetch_all(exchange, home).regrouped == []  # once

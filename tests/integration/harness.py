@@ -8,6 +8,7 @@ import socket
 import subprocess
 import time
 import uuid
+from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime, timezone
 from pathlib import Path
 
@@ -222,3 +223,15 @@ def leave_proof(hub, docker_client, names, text: str) -> dict[str, int]:
         uids[name] = server_uid(docker_client, hub.classroom, name)
         browser.stop()
     return uids
+
+
+def running_servers(browsers: dict, at_once: int):
+    """Start each signed-in browser's server (`at_once` at a time, as a class arriving) and open it; yields
+    them by name, then stops them (a module fixture's body)."""
+    with ThreadPoolExecutor(at_once) as pool:
+        list(pool.map(lambda b: b.spawn(timeout=300), browsers.values()))
+    for browser in browsers.values():
+        browser.open_server()
+    yield browsers
+    for browser in browsers.values():
+        browser.stop()

@@ -12,11 +12,10 @@ import csv
 import json
 import os
 import sys
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
-from harness import ACCOUNTS, REPO, launched_hub, roster_password
+from harness import ACCOUNTS, REPO, launched_hub, roster_password, running_servers
 from hubclient import Browser
 from nbgrader.api import Gradebook
 from typer.testing import CliRunner
@@ -126,13 +125,7 @@ def servers(hub, tmp_path_factory):
     assert prof.login("prof", roster_password(hub.classroom, "prof")).status_code == 302
     browsers = {"student1": hub.browser("student1"), "student2": hub.browser("student2"),
                 "teacher": hub.browser("teacher"), "prof": prof}
-    with ThreadPoolExecutor(2) as pool:
-        list(pool.map(lambda b: b.spawn(timeout=300), browsers.values()))
-    for browser in browsers.values():
-        browser.open_server()
-    yield browsers
-    for browser in browsers.values():
-        browser.stop()
+    yield from running_servers(browsers, 2)
 
 
 def test_each_course_gets_its_own_submissions_and_nothing_of_the_others(hub, servers, docker_client):

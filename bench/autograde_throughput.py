@@ -29,7 +29,7 @@ COURSE_MOUNT = "/srv/course"
 def collected_course(folder: Path, submissions: int):
     """A classroom whose course folder holds `submissions` collected submissions of exercise 1."""
     classroom = config.load(write_classroom(folder))
-    grading.release(classroom, NAME)
+    grading.release(classroom, classroom.offerings[0], NAME)
     answers = sorted(FIXTURES.glob("*.ipynb"))
     for index in range(submissions):
         place_collected(classroom, f"bench{index:03d}", NAME, answers[index % len(answers)].read_text())
@@ -78,7 +78,7 @@ def measure(results, client, work: Path, submissions: int, image: str) -> None:
         for label, jobs in (("--jobs 1", 1), (f"default (--jobs {default_jobs})", default_jobs)):
             fresh_copy(classroom, pristine)
             started = time.monotonic()
-            graded = grading.autograde(classroom, NAME, jobs=jobs)
+            graded = grading.autograde(classroom, classroom.offerings[0], NAME, jobs=jobs)
             elapsed = time.monotonic() - started
             if len(graded) != submissions:
                 raise RuntimeError(f"autograde {label} graded {len(graded)} of {submissions}")

@@ -106,9 +106,10 @@ def make_image(classroom: Classroom, say) -> Path:
     return image
 
 
-def ensure(classroom: Classroom, inbound: Path, say=lambda _: None) -> Path | None:
-    """Mount the homes file system with quotas on, and the submissions subvolume at `inbound`; None when
-    no profile has a home limit. Quick when all is there (every hub start runs it)."""
+def ensure(classroom: Classroom, inbounds: dict[str, Path], say=lambda _: None) -> Path | None:
+    """Mount the homes file system with quotas on, and a submissions subvolume at each inbound (offering id ->
+    its exchange inbound), each with the limit; None when no profile has a home limit. Quick when all is
+    there (every hub start runs it)."""
     if not enabled(classroom):
         return None
     check_sizes(classroom)
@@ -128,19 +129,20 @@ def ensure(classroom: Classroom, inbound: Path, say=lambda _: None) -> Path | No
     if "not enabled" in subprocess.run(["btrfs", "qgroup", "show", str(root)], capture_output=True, text=True).stderr:
         say(f"turning btrfs quotas on in {root}")
         run("btrfs", "quota", "enable", str(root))
-    submissions = subvolume(root / f".inbound-{classroom.course.id}")
-    set_limit(submissions, classroom.grading.inbound_size)
-    inbound.mkdir(parents=True, exist_ok=True)
-    if mounted_type(inbound) is None:
-        for entry in inbound.iterdir():  # submissions made before limits were on move in, not hide under the mount
-            shutil.move(entry, submissions / entry.name)
-        run("mount", "--bind", str(submissions), str(inbound))
+    for offering, inbound in inbounds.items():
+        submissions = subvolume(root / f".inbound-{offering}")
+        set_limit(submissions, classroom.grading.inbound_size)
+        inbound.mkdir(parents=True, exist_ok=True)
+        if mounted_type(inbound) is None:
+            for entry in inbound.iterdir():  # submissions made before limits were on move in, not hide under the mount
+                shutil.move(entry, submissions / entry.name)
+            run("mount", "--bind", str(submissions), str(inbound))
     return root
 
 
-def unmount(classroom: Classroom, inbound: Path) -> None:
-    """Undo `ensure` (tests, a move): the submissions bind, then the file system (its loop device goes with it)."""
-    for path in (inbound, state.homes_dir(classroom)):
+def unmount(classroom: Classroom, inbounds: dict[str, Path]) -> None:
+    """Undo `ensure` (tests, a move): the submissions binds, then the file system (its loop device goes with it)."""
+    for path in (*inbounds.values(), state.homes_dir(classroom)):
         while mounted_type(path):
             run("umount", str(path))
 

@@ -17,8 +17,8 @@ from dataclasses import dataclass, field
 
 from d2lhub import lticonfig, ltistate
 from d2lhub.config import Classroom
+from d2lhub.courses import Offering
 from d2lhub.grading import workflow
-from d2lhub.grading.layout import group_names
 from d2lhub.grading.ltiservices import LtiError, Platform, service_url, settings
 from d2lhub.grading.roster import hub_call
 
@@ -76,13 +76,18 @@ def role_now(name: str, roles: dict[str, str], students: set[str], graders: set[
     return "student" if name in students else "instructor" if name in graders else None
 
 
-def sync(classroom: Classroom) -> SyncReport:
+def offering_groups(offering: Offering) -> dict[str, str]:
+    return {"students": offering.students_group, "graders": offering.graders_group}
+
+
+def sync(classroom: Classroom, offering: Offering) -> SyncReport:
+    """The LMS course's members into `offering`: its hub groups and gradebook."""
     url = service_url(classroom, "memberships_url")
     people = members(classroom, Platform(classroom, "memberships").members(url))
     state_dir = classroom.hub.state_dir
     if not people:
         raise LtiError(f"the LMS lists no active member with a classroom role at {url} (nothing changed)")
-    groups = group_names(classroom)
+    groups = offering_groups(offering)
     existing = {user["name"] for user in hub_call(classroom, "/users").json()}
     for group in groups.values():
         hub_call(classroom, f"/groups/{group}", "POST", ok=(201, 409))
@@ -100,13 +105,13 @@ def sync(classroom: Classroom) -> SyncReport:
             report.changed.append((member.name, f"{'dropped' if member.name in disabled else before} -> {member.role}"))
         else:
             report.unchanged += 1
-        place(classroom, member.name, member.role, in_group)
+        place(classroom, offering, member.name, member.role, in_group)
     current = {m.name for m in people}
     for name in sorted((in_group["students"] | in_group["graders"]) & set(known) - current):
-        place(classroom, name, None, in_group)
+        place(classroom, offering, name, None, in_group)
         hub_call(classroom, f"/users/{name}/server", "DELETE", ok=(202, 204, 400, 404))
         report.dropped.append(name)
-    with workflow.gradebook(classroom) as gb:
+    with workflow.gradebook(classroom, offering) as gb:
         for member in people:
             if member.role == "student":
                 gb.update_or_create_student(member.name, first_name=member.first_name,
@@ -117,9 +122,9 @@ def sync(classroom: Classroom) -> SyncReport:
     return report
 
 
-def place(classroom: Classroom, name: str, role: str | None, in_group: dict[str, set[str]]) -> None:
-    """Put `name` in the course group of its role, out of the other (out of both for None), admin as its role says."""
-    groups = group_names(classroom)
+def place(classroom: Classroom, offering: Offering, name: str, role: str | None, in_group: dict[str, set[str]]) -> None:
+    """Put `name` in the offering's group of its role, out of the other (out of both for None), admin as its role says."""
+    groups = offering_groups(offering)
     wanted = "students" if role == "student" else "graders" if role in GRADERS else None
     for key, group in groups.items():
         if key == wanted and name not in in_group[key]:
@@ -138,9 +143,9 @@ class PushRow:
     note: str = ""
 
 
-def scores(classroom: Classroom, assignment: str) -> tuple[float, dict[str, tuple[float, str] | str]]:
+def scores(classroom: Classroom, offering: Offering, assignment: str) -> tuple[float, dict[str, tuple[float, str] | str]]:
     """(the assignment's maximum, student -> (score, AGS grading progress), or why there is none yet)."""
-    with workflow.gradebook(classroom) as gb:
+    with workflow.gradebook(classroom, offering) as gb:
         try:
             maximum = float(gb.find_assignment(assignment).max_score)
         except workflow.MissingEntry:
@@ -156,9 +161,9 @@ def scores(classroom: Classroom, assignment: str) -> tuple[float, dict[str, tupl
     return maximum, found
 
 
-def push(classroom: Classroom, assignment: str) -> list[PushRow]:
+def push(classroom: Classroom, offering: Offering, assignment: str) -> list[PushRow]:
     """Send what the LMS lacks: a score it does not hold, or one whose manual grading finished since."""
-    maximum, found = scores(classroom, assignment)
+    maximum, found = scores(classroom, offering, assignment)
     platform = Platform(classroom, "lineitem", "results", "score")
     item = platform.line_item(service_url(classroom, "lineitems_url"), assignment, assignment, maximum)
     held = platform.results(item)

@@ -1,4 +1,4 @@
-"""`d2lhub roster import`: a class list (CSV) -> hub users, course groups, gradebook students.
+"""`d2lhub roster import`: a class list (CSV) -> hub users, an offering's groups, its gradebook's students.
 
 The whole file is checked before anything is applied: one bad row refuses the
 file, naming each problem by line. Applying is idempotent: users, groups and
@@ -22,8 +22,8 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from d2lhub import hubapi
 from d2lhub.config import NAME_PATTERN, Classroom
+from d2lhub.courses import Offering
 from d2lhub.grading import workflow
-from d2lhub.grading.layout import group_names
 from d2lhub.state import ROSTER_HASHES_FILE, write_private
 
 COLUMNS = {"username": "username", "first name": "first_name", "last name": "last_name", "email": "email", "role": "role"}
@@ -108,7 +108,8 @@ def hub_call(classroom: Classroom, path: str, method: str = "GET", ok: tuple[int
     return response
 
 
-def apply(classroom: Classroom, rows: list[Row]) -> Report:
+def apply(classroom: Classroom, offering: Offering, rows: list[Row]) -> Report:
+    """The rows into `offering`: students into its students' group and gradebook, instructors and TAs into its graders'."""
     if not hubapi.answers(classroom):
         raise RosterError("no hub answers; start it with `make up` (nothing was changed)")
     state = classroom.hub.state_dir
@@ -125,13 +126,12 @@ def apply(classroom: Classroom, rows: list[Row]) -> Report:
         old = passwords_file.read_text() if passwords_file.exists() else "username,password\n"
         write_private(passwords_file, old + "".join(f"{n},{p}\n" for n, p in passwords.items()))
         hub_call(classroom, "/users", "POST", json={"usernames": [row.username for row in new]})
-    names = group_names(classroom)
-    for group, roles in ((names["students"], {"student"}), (names["graders"], {"instructor", "ta"})):
+    for group, roles in ((offering.students_group, {"student"}), (offering.graders_group, {"instructor", "ta"})):
         members = [row.username for row in rows if row.role in roles]
         hub_call(classroom, f"/groups/{group}", "POST", ok=(201, 409))
         if members:
             hub_call(classroom, f"/groups/{group}/users", "POST", json={"users": members})
-    with workflow.gradebook(classroom) as gb:
+    with workflow.gradebook(classroom, offering) as gb:
         for row in rows:
             if row.role == "student":
                 gb.update_or_create_student(row.username, first_name=row.first_name, last_name=row.last_name, email=row.email)

@@ -21,7 +21,6 @@ from nbgrader.preprocessors import NbGraderPreprocessor
 
 from d2lhub import engine
 from d2lhub.config import Classroom
-from d2lhub.grading.layout import course_root
 from d2lhub.studentimage import IN_IMAGE_DIR, student_image
 
 RUNNER = IN_IMAGE_DIR / "sandbox_runner.py"
@@ -39,8 +38,9 @@ class Run:
 class Sandbox:
     """Executes notebooks in throwaway containers of the student image, `jobs` at a time."""
 
-    def __init__(self, classroom: Classroom, jobs: int, client: docker.DockerClient | None = None):
+    def __init__(self, classroom: Classroom, course: Path, jobs: int, client: docker.DockerClient | None = None):
         self.classroom = classroom
+        self.course = course  # the offering's course folder: its release holds the locked cells
         self.limits = classroom.grading
         self.client = client or engine.docker_client(timeout=self.limits.wall_clock + 60, max_pool_size=max(jobs, 10))
         self.image = student_image(classroom, self.client)
@@ -187,7 +187,7 @@ class SandboxExecute(NbGraderPreprocessor):
         missing = missing_grade_cells(nb, resources)
         if missing:
             reason = "; ".join(filter(None, [reason, f"graded cells deleted, scored 0: {', '.join(missing)}"]))
-        edited = edited_locked_cells(course_root(self.sandbox.classroom), info["notebook"], info["student"], info["assignment"])
+        edited = edited_locked_cells(self.sandbox.course, info["notebook"], info["student"], info["assignment"])
         if edited:
             reason = "; ".join(filter(None, [reason, f"edited locked cells were restored before grading: {', '.join(edited)}"]))
         if reason:

@@ -36,11 +36,13 @@ from traitlets.config import Config, PyFileConfigLoader
 
 from d2lhub import engine, identity
 from d2lhub.config import Classroom
+from d2lhub.courses import Offering
 from d2lhub.grading import deadlines
 from d2lhub.grading.errors import GradingError
 from d2lhub.grading.layout import (
     course_root,
     ensure_exchange,
+    exchange_dir,
     exchange_root,
     inbound_dir,
     share_with_graders,
@@ -52,14 +54,15 @@ Advance = Callable[[str], None]
 warnings.filterwarnings("ignore", message=".*not in session.*")
 
 
-def nbgrader_config(classroom: Classroom) -> Config:
-    """The instructor's assignments/nbgrader_config.py, re-rooted at the course directory."""
+def nbgrader_config(classroom: Classroom, offering: Offering) -> Config:
+    """The instructor's assignments/nbgrader_config.py (the offering's course's), re-rooted at the
+    offering's course directory and exchange."""
     config = Config()
-    assignments = classroom.course.assignments
+    assignments = offering.course.assignments
     if (assignments / "nbgrader_config.py").is_file():
         config.merge(PyFileConfigLoader("nbgrader_config.py", path=str(assignments)).load_config())
-    config.CourseDirectory.root = str(course_root(classroom))
-    config.CourseDirectory.course_id = classroom.course.id
+    config.CourseDirectory.root = str(course_root(classroom, offering))
+    config.CourseDirectory.course_id = offering.id
     config.Exchange.root = str(exchange_root(classroom))
     config.ExchangeCollect.check_owner = False  # d2lhub checks uids itself, before collect
     config.Autograde.create_student = True
@@ -67,15 +70,15 @@ def nbgrader_config(classroom: Classroom) -> Config:
     return config
 
 
-def nbgrader_api(classroom: Classroom) -> NbGraderAPI:
-    ensure_exchange(classroom)
+def nbgrader_api(classroom: Classroom, offering: Offering) -> NbGraderAPI:
+    ensure_exchange(classroom, offering)
     # nbgrader creates gradebook.db by running `alembic` from PATH.
     os.umask(0o002)  # what the CLI writes in the course folder stays writable for the graders' group
-    share_with_graders(classroom, everything=True)
+    share_with_graders(classroom, offering, everything=True)
     bin_dir = str(Path(sys.executable).parent)
     if bin_dir not in os.environ.get("PATH", "").split(os.pathsep):
         os.environ["PATH"] = os.pathsep.join([bin_dir, os.environ.get("PATH", "")])
-    config = nbgrader_config(classroom)
+    config = nbgrader_config(classroom, offering)
     return NbGraderAPI(coursedir=CourseDirectory(config=config), config=config)
 
 
@@ -86,38 +89,39 @@ def checked(result: dict, step: str) -> dict:
     return result
 
 
-def gradebook(classroom: Classroom) -> Gradebook:
-    nbgrader_api(classroom)  # makes sure PATH and folders are right
-    return Gradebook(f"sqlite:///{course_root(classroom) / 'gradebook.db'}", classroom.course.id)
+def gradebook(classroom: Classroom, offering: Offering) -> Gradebook:
+    nbgrader_api(classroom, offering)  # makes sure PATH and folders are right
+    return Gradebook(f"sqlite:///{course_root(classroom, offering) / 'gradebook.db'}", offering.id)
 
 
-def submitted_students(classroom: Classroom, name: str) -> list[str]:
-    return sorted(p.parent.name for p in (course_root(classroom) / "submitted").glob(f"*/{name}") if p.is_dir())
+def submitted_students(classroom: Classroom, offering: Offering, name: str) -> list[str]:
+    return sorted(p.parent.name for p in (course_root(classroom, offering) / "submitted").glob(f"*/{name}") if p.is_dir())
 
 
-def assignment_names(classroom: Classroom) -> list[str]:
-    source = classroom.course.assignments / "source"
+def assignment_names(offering: Offering) -> list[str]:
+    """The exercises of the offering's course: its sections share them."""
+    source = offering.course.assignments / "source"
     return sorted(p.name for p in source.iterdir() if p.is_dir()) if source.is_dir() else []
 
 
 # Release --------------------------------------------------------------------
 
 
-def release(classroom: Classroom, name: str, due: datetime | None = None) -> tuple[Path, datetime | None]:
+def release(classroom: Classroom, offering: Offering, name: str, due: datetime | None = None) -> tuple[Path, datetime | None]:
     """Copy the source in, make the student version (with its due date: `due`, else the one it had),
-    put it in the exchange's outbound; returns where, and the due date."""
-    source = classroom.course.assignments / "source" / name
+    put it in the offering's outbound; returns where, and the due date."""
+    source = offering.course.assignments / "source" / name
     if not source.is_dir():
-        known = ", ".join(assignment_names(classroom)) or "none"
+        known = ", ".join(assignment_names(offering)) or "none"
         raise GradingError(f"no assignment {name!r} in {source.parent} (known: {known})")
-    api = nbgrader_api(classroom)
-    target = course_root(classroom) / "source" / name
+    api = nbgrader_api(classroom, offering)
+    target = course_root(classroom, offering) / "source" / name
     shutil.rmtree(target, ignore_errors=True)
     shutil.copytree(source, target, ignore=shutil.ignore_patterns(".ipynb_checkpoints"))
     checked(api.generate_assignment(name, force=True), f"generate_assignment {name}")
-    with gradebook(classroom) as gb:
-        due = deadlines.release_due_date(classroom, gb, name, due)
-    outbound = exchange_root(classroom) / classroom.course.id / "outbound" / name
+    with gradebook(classroom, offering) as gb:
+        due = deadlines.release_due_date(classroom, offering, gb, name, due)
+    outbound = exchange_dir(classroom, offering) / "outbound" / name
     shutil.rmtree(outbound, ignore_errors=True)  # re-release replaces the old version
     checked(api.release_assignment(name), f"release_assignment {name}")
     return outbound, due
@@ -153,13 +157,14 @@ class CollectReport:
     restamped: list[tuple[str, str]] = field(default_factory=list)  # (inbound entry, what was corrected)
 
 
-def collect(classroom: Classroom, name: str, advance: Advance | None = None) -> CollectReport:
-    """Set forged submissions aside, then let nbgrader collect the latest genuine one per student."""
-    api = nbgrader_api(classroom)
+def collect(classroom: Classroom, offering: Offering, name: str, advance: Advance | None = None) -> CollectReport:
+    """Set forged submissions aside, then let nbgrader collect the latest genuine one per student
+    (of this offering's inbound only)."""
+    api = nbgrader_api(classroom, offering)
     uids = student_uids(classroom)
     report = CollectReport()
-    entries = sorted(inbound_dir(classroom).glob(f"*+{name}+*"))
-    rejected_dir = course_root(classroom) / "rejected"
+    entries = sorted(inbound_dir(classroom, offering).glob(f"*+{name}+*"))
+    rejected_dir = course_root(classroom, offering) / "rejected"
     for entry in entries:
         username = entry.name.rsplit("+", 3)[0]
         problem = ownership_problem(entry, username, uids)
@@ -172,7 +177,7 @@ def collect(classroom: Classroom, name: str, advance: Advance | None = None) -> 
         if advance:
             advance(entry.name)
     checked(api.collect(name, update=True), f"collect {name}")
-    report.collected = submitted_students(classroom, name)
+    report.collected = submitted_students(classroom, offering, name)
     return report
 
 
@@ -187,16 +192,17 @@ class Graded:
     reason: str | None
 
 
-def notes_file(classroom: Classroom, name: str) -> Path:
-    return course_root(classroom) / "notes" / f"{name}.json"
+def notes_file(classroom: Classroom, offering: Offering, name: str) -> Path:
+    return course_root(classroom, offering) / "notes" / f"{name}.json"
 
 
-def autograde(classroom: Classroom, name: str, jobs: int = 0, advance: Advance | None = None) -> list[Graded]:
+def autograde(classroom: Classroom, offering: Offering, name: str, jobs: int = 0,
+              advance: Advance | None = None) -> list[Graded]:
     """Grade every collected submission; one failing submission never stops the others."""
-    api = nbgrader_api(classroom)
-    submitted = course_root(classroom) / "submitted"
-    students = submitted_students(classroom, name)
-    sandbox = Sandbox(classroom, jobs or classroom.grading.jobs or os.cpu_count() or 1)
+    api = nbgrader_api(classroom, offering)
+    submitted = course_root(classroom, offering) / "submitted"
+    students = submitted_students(classroom, offering, name)
+    sandbox = Sandbox(classroom, course_root(classroom, offering), jobs or classroom.grading.jobs or os.cpu_count() or 1)
     notes: dict[str, str] = {}
     failures: dict[str, str] = {}
 
@@ -219,11 +225,11 @@ def autograde(classroom: Classroom, name: str, jobs: int = 0, advance: Advance |
     finally:
         sandbox.pool.shutdown(wait=True, cancel_futures=True)
     notes.update(failures)
-    path = notes_file(classroom, name)
+    path = notes_file(classroom, offering, name)
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(notes, indent=1, sort_keys=True))
     graded = []
-    with gradebook(classroom) as gb:
+    with gradebook(classroom, offering) as gb:
         for student in students:
             try:
                 submission = gb.find_submission(name, student)
@@ -248,16 +254,17 @@ def unreadable_reason(folder: Path) -> str:
 # Feedback and grades --------------------------------------------------------
 
 
-def feedback(classroom: Classroom, name: str) -> list[str]:
+def feedback(classroom: Classroom, offering: Offering, name: str) -> list[str]:
     """Render feedback (a note for submissions nbgrader could not read) and release it; returns the students."""
-    api = nbgrader_api(classroom)
-    root = course_root(classroom)
+    api = nbgrader_api(classroom, offering)
+    root = course_root(classroom, offering)
     try:
-        notes = json.loads(notes_file(classroom, name).read_text())
+        notes = json.loads(notes_file(classroom, offering, name).read_text())
     except FileNotFoundError:
-        raise GradingError(f"{name} has not been autograded yet: run `d2lhub assignment autograde {name}`") from None
+        raise GradingError(f"{name} has not been autograded yet in {offering.ref}: run "
+                           f"`d2lhub assignment autograde {name} --course {offering.ref}`") from None
     checked(api.generate_feedback(name, force=True), f"generate_feedback {name}")
-    deadlines.annotate_feedback(classroom, name)
+    deadlines.annotate_feedback(classroom, offering, name)
     for student, reason in notes.items():
         if (root / "autograded" / student / name).is_dir():
             continue  # nbgrader's feedback shows the autograder's note cell
@@ -275,10 +282,10 @@ def feedback(classroom: Classroom, name: str) -> list[str]:
     return sorted(p.parent.name for p in (root / "feedback").glob(f"*/{name}"))
 
 
-def grades(classroom: Classroom) -> tuple[list[str], list[dict]]:
-    """One row per student: names, email, per assignment the points (0 when missing, late penalty taken),
-    how late and the penalty, and the total."""
-    with gradebook(classroom) as gb:
+def grades(classroom: Classroom, offering: Offering) -> tuple[list[str], list[dict]]:
+    """One row per student of the offering: names, email, per assignment the points (0 when missing, late
+    penalty taken), how late and the penalty, and the total."""
+    with gradebook(classroom, offering) as gb:
         assignments = sorted(a.name for a in gb.assignments)
         rows = []
         for student in sorted(gb.students, key=lambda s: s.id):
@@ -292,8 +299,8 @@ def grades(classroom: Classroom) -> tuple[list[str], list[dict]]:
     return ["username", "first_name", "last_name", "email", *late_columns, "total"], rows
 
 
-def grades_csv(classroom: Classroom) -> str:
-    columns, rows = grades(classroom)
+def grades_csv(classroom: Classroom, offering: Offering) -> str:
+    columns, rows = grades(classroom, offering)
     out = io.StringIO()
     writer = csv.DictWriter(out, fieldnames=columns, lineterminator="\n")
     writer.writeheader()

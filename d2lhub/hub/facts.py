@@ -22,6 +22,7 @@ import requests
 from d2lhub import diskspace, engine, identity, ltistate, state, studentimage
 from d2lhub.authconfig import Secret
 from d2lhub.config import Classroom, ConfigError
+from d2lhub.grading import layout
 from d2lhub.hub import dbfull, egress, firewall, homes
 
 
@@ -209,6 +210,7 @@ def gather(classroom: Classroom, config_file: Path) -> Facts:
     proxy, proxy_command = prepare_egress_proxy(classroom, network, hub_address)
     engine.ensure_data_volume(client, classroom)  # mounted read-only by every server, filled by `course data`
     homes.ensure_filesystem(client, classroom)  # students' homes and the submissions, each with its limit
+    layout.migrate_course_folder(classroom)  # a classroom's one course folder from before several courses
     identity.seed(classroom, client)  # uids the home volumes record, for names the registry lacks (a lost state folder)
     use_curl_for_proxy_calls()
     return Facts(

@@ -108,7 +108,8 @@ def bound_to(volume: dict, path: Path) -> bool:
 
 def ensure_filesystem(client, classroom: Classroom, say=lambda _: None) -> None:
     """The homes file system mounted with quotas, the submissions' subvolume in place, old homes moved in."""
-    if homefs.ensure(classroom, layout.inbound_dir(classroom), say) is not None:
+    inbounds = {o.id: layout.inbound_dir(classroom, o) for o in classroom.offerings}
+    if homefs.ensure(classroom, inbounds, say) is not None:
         for volume in migrate(client, classroom):
             say(f"moved {volume} onto the homes file system")
 

@@ -260,7 +260,11 @@ class ClassroomMixin(LoggingConfigurable):
         return env
 
     def is_grader(self) -> bool:
-        return layout.group_names(self.classroom)["graders"] in {group.name for group in self.user.groups}
+        """Grades an offering (d2lhub.courses): their server gets its course folder and the formgrader."""
+        return bool(layout.server_offerings(self.classroom, self.hub_groups())[1])
+
+    def hub_groups(self) -> set[str]:
+        return {group.name for group in self.user.groups}
 
     def _apply_profile(self, profile: Profile, assignment: gpus.Assignment | None = None) -> None:
         limits = self.classroom.limits_for(profile)
@@ -269,7 +273,7 @@ class ClassroomMixin(LoggingConfigurable):
         self.mem_limit = limits.memory
         self.cpu_limit = limits.cpu
         grader = self.is_grader()
-        self.volumes = {self.home_volume: HOME, **layout.student_mounts(self.classroom, self.uid, grader, self.user.name)}
+        self.volumes = {self.home_volume: HOME, **layout.student_mounts(self.classroom, self.uid, self.user.name, self.hub_groups())}
         self.read_only_volumes = {labels.data_volume(self.classroom.spawner.instance): DATA_MOUNT}
         if self.course_dir:
             self.read_only_volumes[self.course_dir] = COURSE_MOUNT

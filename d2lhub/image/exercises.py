@@ -1,10 +1,12 @@
 """Put every released exercise a student does not have yet into ~/exercises, as nbgrader's fetch would.
 
 Runs inside a student's container at every start, after the course sync (stdlib only, it is
-copied into the image; see images/student/d2lhub-start). The exchange's course folder is
-mounted read-only at /srv/nbgrader/exchange/<course>/, and students' nbgrader is configured
-with `Exchange.assignment_dir = /home/jovyan/exercises` (d2lhub/grading/layout.py), so
-nbgrader's own fetch, its Assignments tab and its submit all use ~/exercises/<assignment>/.
+copied into the image; see images/student/d2lhub-start). The exchange folder of each course the
+student is in is mounted read-only at /srv/nbgrader/exchange/<course>/, and students' nbgrader is
+configured with `Exchange.assignment_dir = /home/jovyan/exercises` (d2lhub/grading/layout.py), so
+nbgrader's own fetch, its Assignments tab and its submit all use ~/exercises/<assignment>/; a
+student of several courses has nbgrader's multi-course layout, ~/exercises/<course>/<assignment>/,
+and so does this fetch (below, <name> is then `<course>/<assignment>`).
 
 The rules:
 - an assignment released in the exchange that the student has no ~/exercises/<name> for is
@@ -17,7 +19,10 @@ The rules:
 - a folder ~/<name> that a fetch made before fetches went into ~/exercises (it holds every
   notebook of the release) is moved to ~/exercises/<name>, so the work in it is what is
   submitted; nothing is moved when ~/exercises/<name> exists;
-- a student who deletes ~/exercises/<name> gets a fresh copy at their next start.
+- a student who deletes ~/exercises/<name> gets a fresh copy at their next start;
+- a student of one course who joins another: their ~/exercises/<assignment> moves to
+  ~/exercises/<course>/<assignment> of the course it was fetched from, so what they worked on is
+  what they submit.
 
 What was released when each assignment was fetched is recorded in `~/.d2lhub/exercises.json`
 (a hash of its files). A problem with one assignment is logged and the others go on; the
@@ -48,11 +53,14 @@ class Report:
     fetched: list[str] = field(default_factory=list)
     beside: list[str] = field(default_factory=list)  # a new release put beside the student's copy
     moved: list[str] = field(default_factory=list)  # ~/<name> from an earlier fetch moved into ~/exercises
+    regrouped: list[str] = field(default_factory=list)  # ~/exercises/<assignment> moved to its course's folder
     failed: list[str] = field(default_factory=list)
 
     def lines(self) -> list[str]:
         lines = [f"d2lhub: exercises: fetched {name} into ~/{TARGET}/{name}" for name in self.fetched]
         lines += [f"d2lhub: exercises: moved ~/{name} to ~/{TARGET}/{name}" for name in self.moved]
+        lines += [f"d2lhub: exercises: you are in several courses now: moved ~/{TARGET}/{name.split('/', 1)[1]} "
+                  f"to ~/{TARGET}/{name}" for name in self.regrouped]
         lines += [
             f"d2lhub: exercises: {name} was released again; your copy is kept, the new one is in ~/{TARGET}/{name}{BESIDE_SUFFIX}"
             for name in self.beside
@@ -61,10 +69,11 @@ class Report:
 
 
 def released(exchange: Path) -> dict[str, Path]:
-    """assignment name -> its folder in the exchange's outbound (those with a notebook), for every course mounted."""
+    """assignment name (`<course>/<name>` with several courses mounted) -> its folder in the course's
+    outbound (those with a notebook), for every course mounted."""
     found: dict[str, Path] = {}
     try:
-        courses = sorted(exchange.iterdir())
+        courses = sorted(path for path in exchange.iterdir() if path.is_dir())
     except OSError:
         return found
     for course in courses:
@@ -77,7 +86,7 @@ def released(exchange: Path) -> dict[str, Path]:
             # No notebook (yet): a release being written right now (workflow.release replaces the
             # folder); it is fetched at a later start rather than half.
             if not folder.name.startswith(".") and folder.is_dir() and any(folder.glob("*.ipynb")):
-                found.setdefault(folder.name, folder)
+                found[f"{course.name}/{folder.name}" if len(courses) > 1 else folder.name] = folder
     return found
 
 
@@ -124,10 +133,24 @@ def remove(path: Path) -> None:
 def fetched_before(home: Path, name: str, release: Path) -> bool:
     """~/<name> is a fetch from before fetches went into ~/exercises: a folder with every notebook of the release."""
     old = home / name
-    if old.is_symlink() or not old.is_dir():
+    if "/" in name or old.is_symlink() or not old.is_dir():
         return False
     notebooks = [path.name for path in release.glob("*.ipynb")]
     return bool(notebooks) and all((old / notebook).is_file() for notebook in notebooks)
+
+
+def from_one_course(target: Path, state: dict[str, str], name: str, digest: str, names: list[str]) -> Path | None:
+    """A student of one course who is now in several: their ~/exercises/<assignment> (nbgrader's layout for
+    one course) is to become ~/exercises/<course>/<assignment> (its layout for several) when it is that
+    course's: fetched from this very release, or no other course they are in has an assignment of that name."""
+    if "/" not in name:
+        return None
+    assignment = name.split("/", 1)[1]
+    earlier = target / assignment
+    if assignment not in state or earlier.is_symlink() or not earlier.is_dir():
+        return None
+    others = [n for n in names if n != name and n.split("/", 1)[1] == assignment]
+    return earlier if state[assignment] == digest or not others else None
 
 
 def fetch_all(exchange: Path, home: Path) -> Report:
@@ -140,10 +163,12 @@ def fetch_all(exchange: Path, home: Path) -> Report:
         state = {}
     report = Report()
     changed = False
-    for name, source in released(exchange).items():
+    releases = released(exchange)
+    for name, source in releases.items():
         destination = target / name
         try:
             digest = release_digest(source)
+            destination.parent.mkdir(exist_ok=True)
             if os.path.lexists(destination):
                 if state.get(name) is None:
                     state[name] = digest  # fetched from the tab (or before this record): that release is its baseline
@@ -153,6 +178,13 @@ def fetch_all(exchange: Path, home: Path) -> Report:
                     state[name] = digest
                     changed = True
                     report.beside.append(name)
+                continue
+            earlier = from_one_course(target, state, name, digest, list(releases))
+            if earlier is not None:
+                os.rename(earlier, destination)
+                state[name] = state.pop(earlier.name)  # the release it was fetched from: a newer one goes beside
+                report.regrouped.append(name)
+                changed = True
                 continue
             if fetched_before(home, name, source):
                 os.rename(home / name, destination)

@@ -54,7 +54,7 @@ def switched(tmp_path_factory, docker_client):
         browser.open_server()
         browser.write_file(PROOF, "written while the class signed in with passwords")
         browser.stop()
-        with grading.gradebook(hub.classroom) as book:
+        with grading.gradebook(hub.classroom, hub.classroom.offerings[0]) as book:
             book.add_assignment("switch-check")
             book.add_student("student1")
             book.add_submission("switch-check", "student1")
@@ -112,7 +112,7 @@ def test_student_signs_in_and_lands_in_their_server_with_their_files(switched, p
     user = hubapi.api(hub.classroom, "/users/student1").json()
     assert hub_user_ids(hub)["student1"] == before["student1"]  # the same hub user: the same uid and home
     assert user["groups"] == ["nbgrader-d2l"] and user["admin"] is False
-    with grading.gradebook(hub.classroom) as book:
+    with grading.gradebook(hub.classroom, hub.classroom.offerings[0]) as book:
         assert book.find_submission("switch-check", "student1").student_id == "student1"
 
 

@@ -8,6 +8,7 @@ import socket
 import subprocess
 import time
 import uuid
+from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime, timezone
 from pathlib import Path
 
@@ -130,7 +131,9 @@ def write_classroom(folder: Path, **overrides) -> Path:
         "spawner": {"instance": instance},
     }
     for key, value in overrides.items():
-        if isinstance(value, dict):
+        if value is None:  # a key left out (`course` where the test gives `courses`)
+            data.pop(key, None)
+        elif isinstance(value, dict):
             data.setdefault(key, {}).update(value)
         else:
             data[key] = value
@@ -175,10 +178,13 @@ def roster_student(hub: RunningHub, folder: Path, name: str):
     return browser
 
 
-def launched_hub(folder: Path, docker_client, **overrides):
-    """A hub of its own, started now; yields it, then stops it and removes all it made."""
+def launched_hub(folder: Path, docker_client, prepare=None, **overrides):
+    """A hub of its own, started now (after prepare(classroom), given one: what an older hub left in its state
+    folder); yields it, then stops it and removes all it made."""
     running = RunningHub(write_classroom(folder, **overrides))
     build_course(running.classroom.course.source, course_dir(running.classroom))
+    if prepare is not None:
+        prepare(running.classroom)
     running.start()
     try:
         yield running
@@ -225,3 +231,15 @@ def leave_proof(hub, docker_client, names, text: str) -> dict[str, int]:
         uids[name] = server_uid(docker_client, hub.classroom, name)
         browser.stop()
     return uids
+
+
+def running_servers(browsers: dict, at_once: int):
+    """Start each signed-in browser's server (`at_once` at a time, as a class arriving) and open it; yields
+    them by name, then stops them (a module fixture's body)."""
+    with ThreadPoolExecutor(at_once) as pool:
+        list(pool.map(lambda b: b.spawn(timeout=300), browsers.values()))
+    for browser in browsers.values():
+        browser.open_server()
+    yield browsers
+    for browser in browsers.values():
+        browser.stop()

@@ -92,11 +92,11 @@ def classroom(tmp_path_factory, docker_client):
 
 
 def test_hostile_submissions_are_graded_with_reasons(classroom, docker_client):
-    grading.release(classroom, NAME)
+    grading.release(classroom, classroom.offerings[0], NAME)
     for student, (text, _, _) in SUBMISSIONS.items():
         place_collected(classroom, student, NAME, text)
 
-    graded = {g.student: g for g in grading.autograde(classroom, NAME, jobs=2)}
+    graded = {g.student: g for g in grading.autograde(classroom, classroom.offerings[0], NAME, jobs=2)}
 
     assert set(graded) == set(SUBMISSIONS)
     for student, (_, points, word) in SUBMISSIONS.items():
@@ -116,7 +116,7 @@ def test_hostile_submissions_are_graded_with_reasons(classroom, docker_client):
     instance = classroom.spawner.instance
     assert not docker_client.containers.list(all=True, filters={"label": f"org.d2lhub.instance={instance}"})
 
-    released = grading.feedback(classroom, NAME)
+    released = grading.feedback(classroom, classroom.offerings[0], NAME)
     assert set(released) == set(SUBMISSIONS)
     garbage = layout.course_root(classroom) / "feedback" / "garbage" / NAME / f"{NAME}.html"
     assert "not a valid notebook" in garbage.read_text()

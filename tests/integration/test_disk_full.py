@@ -134,7 +134,7 @@ def test_full_state_disk_gives_clear_errors_keeps_databases_and_recovers(tmp_pat
         d2lhub("roster", "import", str(roster_file(tmp_path, "late")), "--config", config)
         users = {u["name"] for u in hubapi.api(hub.classroom, "/users").json()}
         assert {"early", "late", "student1", "student2"} <= users
-        with grading.gradebook(hub.classroom) as book:
+        with grading.gradebook(hub.classroom, hub.classroom.offerings[0]) as book:
             assert {"early", "late"} <= {s.id for s in book.students}
         student.stop()
         for database in databases:

@@ -66,7 +66,7 @@ def assert_fetched(listed: dict, name: str) -> None:
 
 
 def test_released_exercises_arrive_at_start_and_the_students_work_stays(hub):
-    workflow.release(hub.classroom, FIRST)
+    workflow.release(hub.classroom, hub.classroom.offerings[0], FIRST)
     student = hub.browser("student1")
     student.spawn()
     student.open_server()
@@ -90,8 +90,8 @@ def test_released_exercises_arrive_at_start_and_the_students_work_stays(hub):
     changed = json.loads(source.read_text())
     changed["cells"].insert(0, {"cell_type": "markdown", "id": "released-again", "metadata": {}, "source": RELEASED_AGAIN})
     source.write_text(json.dumps(changed))
-    workflow.release(hub.classroom, FIRST)  # a new version of the one the student works on
-    workflow.release(hub.classroom, SECOND)
+    workflow.release(hub.classroom, hub.classroom.offerings[0], FIRST)  # a new version of the one the student works on
+    workflow.release(hub.classroom, hub.classroom.offerings[0], SECOND)
     restart(student)
     assert student.list_dir("exercises") == sorted([FIRST, f"{FIRST}.new", SECOND])
     kept = json.dumps(notebook(student, path))
@@ -104,7 +104,7 @@ def test_released_exercises_arrive_at_start_and_the_students_work_stays(hub):
     assert_fetched(listed, SECOND)
 
     # The Assignments tab's own fetch and submit work on the same folder.
-    workflow.release(hub.classroom, THIRD)
+    workflow.release(hub.classroom, hub.classroom.offerings[0], THIRD)
     assert assignments_tab(student)[THIRD]["status"] == "released"
     fetched = tab_action(student, "fetch", THIRD)
     assert fetched["success"], fetched

@@ -5,10 +5,9 @@ from __future__ import annotations
 
 import csv
 import json
-from concurrent.futures import ThreadPoolExecutor
 
 import pytest
-from harness import REPO
+from harness import REPO, running_servers
 from typer.testing import CliRunner
 
 from d2lhub.cli import app
@@ -60,13 +59,7 @@ def students(hub, tmp_path_factory):
     assert "1 user(s) created" in cli(hub, "roster", "import", str(roster))
     cli(hub, "assignment", "release", NAME)
     browsers = {name: sign_in(hub, name) for name in WORK}
-    with ThreadPoolExecutor(3) as pool:
-        list(pool.map(lambda b: b.spawn(timeout=300), browsers.values()))
-    for browser in browsers.values():
-        browser.open_server()
-    yield browsers
-    for browser in browsers.values():
-        browser.stop()
+    yield from running_servers(browsers, 3)
 
 
 def test_submit_autograde_feedback_and_no_student_touches_another(hub, students):

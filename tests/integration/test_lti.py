@@ -175,7 +175,7 @@ def grade_by_hand(hub, points: dict[str, float]) -> None:
     """What a grader does in the formgrader: score the manually graded cell of each submission."""
     from d2lhub.grading import workflow
 
-    with workflow.gradebook(hub.classroom) as gb:
+    with workflow.gradebook(hub.classroom, hub.classroom.offerings[0]) as gb:
         for student, score in points.items():
             grade = gb.find_grade(MANUAL_CELL, NAME, NAME, student)
             grade.manual_score, grade.needs_manual_grade = score, False  # as the formgrader's grade API does

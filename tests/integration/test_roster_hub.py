@@ -22,7 +22,7 @@ BAD_FILES = {
 def snapshot(hub) -> tuple:
     users = hubapi.api(hub.classroom, "/users").json()
     groups = hubapi.api(hub.classroom, "/groups").json()
-    with grading.gradebook(hub.classroom) as book:
+    with grading.gradebook(hub.classroom, hub.classroom.offerings[0]) as book:
         students = sorted(student.id for student in book.students)
     return (
         sorted((u["name"], tuple(sorted(u["groups"]))) for u in users),

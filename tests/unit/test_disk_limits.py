@@ -76,7 +76,7 @@ def test_a_student_limit_set_by_the_admin_wins_over_the_profiles(tmp_path):
 
 
 def test_the_students_submit_refuses_a_submission_over_the_limit():
-    text = layout.student_config("d2l", 8 * M)
+    text = layout.student_config(Classroom().offerings, 8 * M)
     assert "MAX_SUBMISSION = 8388608" in text
     compile(text, "nbgrader_config.py", "exec")
 

@@ -149,8 +149,28 @@ def test_main_never_fails_the_start(tmp_path, monkeypatch, capsys):
 
 def test_students_nbgrader_fetches_lists_and_submits_in_the_same_folder():
     assert layout.STUDENT_EXERCISES_DIR == "/home/jovyan/exercises"
-    text = layout.student_config("d2l", 100)
+    from d2lhub.config import Classroom
+
+    text = layout.student_config(Classroom().offerings, 100)
     assert "c.Exchange.assignment_dir = '/home/jovyan/exercises'" in text
+    assert "c.CourseDirectory.course_id = 'd2l'" in text and "path_includes_course" not in text
+
+
+def test_a_student_of_several_courses_gets_each_in_a_folder_of_its_own(tmp_path):
+    """nbgrader's multi-course layout, ~/exercises/<course>/<assignment>: two courses' same-named
+    exercises never meet."""
+    exchange, home = tmp_path / "exchange", tmp_path / "home"
+    release(exchange, "ex01", {"ex01.ipynb": "intro's"}, course="intro-a")
+    release(exchange, "ex01", {"ex01.ipynb": "adv's"}, course="adv")
+    report = fetch_all(exchange, home)
+    assert sorted(report.fetched) == ["adv/ex01", "intro-a/ex01"]
+    assert (home / "exercises/intro-a/ex01/ex01.ipynb").read_text() == "intro's"
+    assert (home / "exercises/adv/ex01/ex01.ipynb").read_text() == "adv's"
+    (home / "exercises/adv/ex01/ex01.ipynb").write_text("my answer")
+    release(exchange, "ex01", {"ex01.ipynb": "adv's v2"}, course="adv")
+    assert fetch_all(exchange, home).beside == ["adv/ex01"]
+    assert (home / "exercises/adv/ex01.new/ex01.ipynb").read_text() == "adv's v2"
+    assert (home / "exercises/adv/ex01/ex01.ipynb").read_text() == "my answer"
 
 
 def test_the_start_scripts_one_process_syncs_the_course_then_fetches(tmp_path, monkeypatch, capsys):
@@ -165,3 +185,17 @@ def test_the_start_scripts_one_process_syncs_the_course_then_fetches(tmp_path, m
     assert delivery.main(["delivery.py", str(tmp_path / "course"), "--exercises"]) == 1  # the sync failed ...
     assert (home / "exercises/ex01/ex01.ipynb").read_text() == "v1"  # ... and the exercises still came
     assert "course unreadable" in capsys.readouterr().err
+
+
+def test_a_student_who_joins_a_second_course_keeps_their_work_in_the_first_ones_folder(tmp_path):
+    exchange, home = tmp_path / "exchange", tmp_path / "home"
+    release(exchange, "ex01", {"ex01.ipynb": "intro's"}, course="intro-a")
+    fetch_all(exchange, home)
+    (home / "exercises/ex01/ex01.ipynb").write_text("my answer")
+    release(exchange, "ex01", {"ex01.ipynb": "adv's"}, course="adv")  # now in two courses, both with an ex01
+    report = fetch_all(exchange, home)
+    assert report.regrouped == ["intro-a/ex01"] and report.fetched == ["adv/ex01"]
+    assert (home / "exercises/intro-a/ex01/ex01.ipynb").read_text() == "my answer"
+    assert (home / "exercises/adv/ex01/ex01.ipynb").read_text() == "adv's" and not (home / "exercises/ex01").exists()
+    assert "several courses now: moved ~/exercises/ex01 to ~/exercises/intro-a/ex01" in "\n".join(report.lines())
+    assert fetch_all(exchange, home).regrouped == []  # once

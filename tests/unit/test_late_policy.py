@@ -87,7 +87,7 @@ def test_nbgraders_plugin_applies_grading_late():
 
 
 def test_due_dates_are_read_in_the_course_zone_daylight_saving_included():
-    room = classroom()
+    room = "Europe/Berlin"
     assert deadlines.parse_when("2027-03-01 23:59", room) == datetime(2027, 3, 1, 22, 59, tzinfo=timezone.utc)
     assert deadlines.parse_when("2027-07-01T12:00", room) == datetime(2027, 7, 1, 10, 0, tzinfo=timezone.utc)
     assert deadlines.parse_when("2027-07-01", room) == datetime(2027, 7, 1, 21, 59, tzinfo=timezone.utc)  # 23:59
@@ -103,16 +103,15 @@ def test_lateness_is_said_to_the_started_minute():
 
 
 def test_the_feedback_note_says_how_late_and_whose_due_date():
-    room = classroom(policy="zero")
+    late, zone = classroom(policy="zero").grading.late, "Europe/Berlin"
     due = datetime(2027, 3, 1, 22, 59, tzinfo=timezone.utc)
-    late = deadlines.Standing("s1", due, False, due + timedelta(hours=2))
-    assert deadlines.lateness_note(late, 9, room) == (
+    assert deadlines.lateness_note(deadlines.Standing("s1", due, False, due + timedelta(hours=2)), 9, late, zone) == (
         "Submitted late, by 2 h: 2027-03-02 01:59 (Europe/Berlin), the due date was 2027-03-01 23:59 (Europe/Berlin). "
         "Late policy: late work scores 0. Penalty: 9 point(s).")
     extended = deadlines.Standing("s2", due + timedelta(days=3), True, due + timedelta(hours=2))
-    assert deadlines.lateness_note(extended, 0, room).startswith("Submitted on time: 2027-03-02 01:59 (Europe/Berlin), "
+    assert deadlines.lateness_note(extended, 0, late, zone).startswith("Submitted on time: 2027-03-02 01:59 (Europe/Berlin), "
                                                                  "your extended due date was 2027-03-04 23:59")
-    assert deadlines.lateness_note(deadlines.Standing("s3", None, False, due), 0, room) == ""
+    assert deadlines.lateness_note(deadlines.Standing("s3", None, False, due), 0, late, zone) == ""
 
 
 # What students read ----------------------------------------------------------
@@ -124,13 +123,13 @@ def test_the_due_cell_is_put_on_top_of_released_notebooks_once_and_taken_away(tm
     folder.mkdir(parents=True)
     nbformat.write(nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell("x = 1")]), folder / "ex01.ipynb")
     due = datetime(2027, 3, 1, 22, 59, tzinfo=timezone.utc)
-    deadlines.mark_release(room, "ex01", due)
-    deadlines.mark_release(room, "ex01", due + timedelta(days=1))  # a re-release replaces it
+    deadlines.mark_release(room, room.offerings[0], "ex01", due)
+    deadlines.mark_release(room, room.offerings[0], "ex01", due + timedelta(days=1))  # a re-release replaces it
     cells = nbformat.read(folder / "ex01.ipynb", as_version=4).cells
     assert [c.cell_type for c in cells] == ["markdown", "code"]
     assert cells[0].source.startswith("**Due: 2027-03-02 23:59 (Europe/Berlin)**")
     assert "10% of the score per day late" in cells[0].source
-    deadlines.mark_release(room, "ex01", None)
+    deadlines.mark_release(room, room.offerings[0], "ex01", None)
     assert [c.cell_type for c in nbformat.read(folder / "ex01.ipynb", as_version=4).cells] == ["code"]
 
 
@@ -169,7 +168,7 @@ def test_the_assignments_tab_lists_the_due_date_and_fetch_and_submit_take_the_pl
 
 
 def test_students_nbgrader_config_runs_with_the_due_date_classes(tmp_path):
-    (tmp_path / "nbgrader_config.py").write_text(layout.student_config("d2l", 100 * 2**20))
+    (tmp_path / "nbgrader_config.py").write_text(layout.student_config(classroom().offerings, 100 * 2**20))
     factory = PyFileConfigLoader("nbgrader_config.py", path=str(tmp_path)).load_config().ExchangeFactory
     assert {k: v.__name__ for k, v in factory.items()} == {
         "submit": "PrivateSubmit", "list": "DueDateList", "fetch_assignment": "DueDateFetch",
@@ -179,9 +178,9 @@ def test_students_nbgrader_config_runs_with_the_due_date_classes(tmp_path):
 
 def test_extension_needs_one_of_until_and_days(tmp_path):
     with pytest.raises(GradingError, match="exactly one of --until and --days"):
-        deadlines.extend(classroom(tmp_path), "ex01", "s1", {}, until="2027-03-01", days=2)
-    with pytest.raises(GradingError, match="nothing has been released yet"):
-        deadlines.extend(classroom(tmp_path), "ex01", "s1", {}, days=2)
+        deadlines.extend(classroom(tmp_path), classroom().offerings[0], "ex01", "s1", {}, until="2027-03-01", days=2)
+    with pytest.raises(GradingError, match="nothing has been released in d2l yet"):
+        deadlines.extend(classroom(tmp_path), classroom().offerings[0], "ex01", "s1", {}, days=2)
     assert os.path.exists(tmp_path) and not (tmp_path / "state").exists()
 
 
@@ -196,7 +195,7 @@ def test_the_latest_submission_counts_collected_or_still_in_the_inbound(tmp_path
     (inbound / "s2+ex01+2027-02-28 08:00:00.000000 UTC+def").mkdir()
     (inbound / "s3+ex02+2027-02-28 08:00:00.000000 UTC+ghi").mkdir()  # another exercise
     (inbound / "s4+ex01+not a time+jkl").mkdir()  # nothing nbgrader would write: ignored
-    assert deadlines.submission_times(room, "ex01") == {
+    assert deadlines.submission_times(room, room.offerings[0], "ex01") == {
         "s1": datetime(2027, 3, 2, 9, 30, tzinfo=timezone.utc), "s2": datetime(2027, 2, 28, 8, 0, tzinfo=timezone.utc)}
 
 

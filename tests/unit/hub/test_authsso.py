@@ -76,16 +76,17 @@ def test_every_group_is_the_allow_list_and_the_role_groups():
 # role mapping (pure) --------------------------------------------------------------------------
 
 
-COURSE = {"students": "nbgrader-d2l", "graders": "formgrade-d2l"}
+MEMBERSHIPS = {"cs101": ["nbgrader-d2l"], "cs101-tas": ["formgrade-d2l"], "cs101-staff": ["formgrade-d2l"]}
 
 
 def test_roles_groups_and_admin():
     assert authroles.roles_from_groups(["cs101", "other"], ROLES) == {"student"}
     assert authroles.roles_from_groups(["cs101-staff", "it"], ROLES) == {"instructor", "admin"}
-    assert authroles.hub_membership({"student"}, COURSE) == (["nbgrader-d2l"], False)
-    assert authroles.hub_membership({"ta"}, COURSE) == (["formgrade-d2l"], False)
-    assert authroles.hub_membership({"instructor", "admin"}, COURSE) == (["formgrade-d2l"], True)
-    assert authroles.hub_membership(set(), COURSE) == ([], False)
+    one_course = Classroom.model_validate({"auth": {"kind": "oidc", "oidc": OIDC}})
+    assert authroles.course_memberships(one_course.all_courses, one_course.auth.oidc) == MEMBERSHIPS
+    assert authroles.hub_groups(["cs101", "other"], MEMBERSHIPS) == ["nbgrader-d2l"]
+    assert authroles.hub_groups(["cs101-staff", "cs101"], MEMBERSHIPS) == ["formgrade-d2l", "nbgrader-d2l"]
+    assert authroles.hub_groups([], MEMBERSHIPS) == []
 
 
 def test_allow_list_never_lets_anyone_in():
@@ -125,7 +126,10 @@ def test_oidc_traits(tmp_path):
     assert c.Authenticator.allow_all is False and c.Authenticator.manage_groups is True
     assert c.Authenticator.admin_users == {"root"}
     assert "load_groups" not in c.JupyterHub  # groups come from the identity
-    assert c.ClassroomIdentity.course_groups == {"students": "nbgrader-ml", "graders": "formgrade-ml"}
+    assert c.ClassroomIdentity.course_memberships == {
+        "cs101": ["nbgrader-ml"], "cs101-tas": ["formgrade-ml"], "cs101-staff": ["formgrade-ml"]}
+    assert c.ClassroomIdentity.account_groups == {}  # an admin without courses is in none
+    assert c.ClassroomIdentity.newcomer_groups == ["nbgrader-ml"]
     assert c.ClassroomIdentity.shared_groups == ["gpu-users"]
 
 
@@ -161,7 +165,8 @@ def identity_config() -> Config:
     c.ClassroomIdentity.role_groups = ROLES
     c.ClassroomIdentity.allowed_groups_extra = ["auditors"]
     c.ClassroomIdentity.account_roles = {"dean": "admin"}
-    c.ClassroomIdentity.course_groups = COURSE
+    c.ClassroomIdentity.course_memberships = MEMBERSHIPS
+    c.ClassroomIdentity.newcomer_groups = ["nbgrader-d2l"]
     c.ClassroomIdentity.shared_groups = ["gpu-users"]
     c.ClassroomOAuthenticator.client_id = "d2lhub"
     return c

@@ -31,7 +31,7 @@ def test_lti13_classroom_configures_the_lti_tool(tmp_path):
     ours = c.ClassroomLTI13Authenticator
     assert ours.settings["deployment_id"] == "7:abc" and ours.settings["contexts"] == ("c0ffee",)
     assert ours.state_dir == str(tmp_path / "state")
-    assert ours.course_groups == {"students": "nbgrader-dl101", "graders": "formgrade-dl101"}
+    assert ours.context_groups == {"c0ffee": {"students": "nbgrader-dl101", "graders": "formgrade-dl101"}}
     assert c.Authenticator.allow_all is True and c.Authenticator.admin_users == {"root"}
     assert "NativeAuthenticator" not in c and "ClassroomAuthenticator" not in c
     assert app.load_groups == {"nbgrader-dl101": {"users": []}, "formgrade-dl101": {"users": []}}

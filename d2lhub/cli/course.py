@@ -16,25 +16,38 @@ from d2lhub.config import Classroom
 from d2lhub.course import check as coursecheck
 from d2lhub.course.manifest import CourseError, CourseManifest
 from d2lhub.ops import bootstrap
-from d2lhub.state import course_dir
+from d2lhub.courses import Course
+from d2lhub.state import built_course, course_dir
 
 course_app = typer.Typer(help="Build and check the course chapters.", no_args_is_help=True)
 images_app = typer.Typer(help="Build the student images.", no_args_is_help=True)
 
 
-def build_course(classroom: Classroom, source: str | None = None) -> CourseManifest:
+def build_course(classroom: Classroom, source: str | None = None, course: Course | None = None) -> CourseManifest:
+    """Build one course (the first, unless named) into where the hub mounts it from."""
     from d2lhub.course import build  # d2lbook and nbformat: only for this verb
 
+    course = course or classroom.course
     with common.progress(counted=False) as shown:
-        task = shown.add_task("importing chapters", total=None)
+        task = shown.add_task(f"importing {course.id}'s chapters", total=None)
 
         def advance(done: int, total: int, name: str) -> None:
-            shown.update(task, completed=done, total=total, description=f"importing {name}")
+            shown.update(task, completed=done, total=total, description=f"importing {course.id}: {name}")
 
         return common.run_or_fail(
-            lambda: build.build_course(source or classroom.course.source, course_dir(classroom), progress=advance),
+            lambda: build.build_course(source or course.source, built_course(classroom, course.id), progress=advance),
             CourseError,
         )
+
+
+def build_all(classroom: Classroom, only: str | None = None, source: str | None = None) -> dict[str, CourseManifest]:
+    """Build every course of the hub, or the one `only` names; course id -> its manifest."""
+    chosen = [course for course in classroom.all_courses if only in (None, course.id)]
+    if not chosen:
+        raise common.fail(f"no course {only!r} on this hub (there are: {', '.join(c.id for c in classroom.all_courses)})")
+    if source and len(chosen) > 1:
+        raise common.fail("--from gives one course's chapters: name that course with --course")
+    return {course.id: build_course(classroom, source, course) for course in chosen}
 
 
 @images_app.command("build")
@@ -55,13 +68,16 @@ def images_build(config_file: ConfigOption = DEFAULT_CONFIG) -> None:
 def course_build(
     config_file: ConfigOption = DEFAULT_CONFIG,
     source: Annotated[str | None, typer.Option("--from", help="d2l-en folder, git URL or release archive")] = None,
+    course: Annotated[str | None, typer.Option("--course", help="build only this course (its id); default: every course")] = None,
 ) -> None:
-    """Import the chapters (MXNet code and prose only) into the notebooks students get."""
+    """Import the chapters (MXNet code and prose only) into the notebooks students get: every course of
+    the hub (each into its own folder when there are several), or the one --course names."""
     classroom = common.load_to_write(config_file, "build the course")
-    manifest = build_course(classroom, source)
-    for warning in manifest.warnings:
-        common.console.print(f"[yellow]warning:[/yellow] {warning}", soft_wrap=True, highlight=False)
-    typer.echo(f"{len(manifest.chapters)} chapters in {course_dir(classroom)} ({len(manifest.skipped)} without MXNet code skipped)")
+    for course_id, manifest in build_all(classroom, course, source).items():
+        for warning in manifest.warnings:
+            common.console.print(f"[yellow]warning:[/yellow] {course_id}: {warning}", soft_wrap=True, highlight=False)
+        typer.echo(f"{course_id}: {len(manifest.chapters)} chapters in {built_course(classroom, course_id)} "
+                   f"({len(manifest.skipped)} without MXNet code skipped)")
 
 
 @course_app.command("check")

@@ -8,8 +8,8 @@ import pytest
 import yaml
 from harness import REPO, RunningHub, remove_labelled, unmount_under, write_classroom
 from hubclient import Browser
+from test_cli import d2lhub
 
-from d2lhub.course.build import build_course
 from d2lhub.state import built_course
 
 pytestmark = pytest.mark.integration
@@ -39,8 +39,9 @@ def term(tmp_path_factory, docker_client):
     data["auth"] = {"accounts": [{**account, "password": PASSWORDS[account["name"]]} for account in ACCOUNTS]}
     path.write_text(yaml.safe_dump(data))
     hub = RunningHub(path)
-    for course in hub.classroom.all_courses:
-        build_course(course.source, built_course(hub.classroom, course.id))
+    built = d2lhub("course", "build", "-c", str(path)).stdout  # what `make course` runs: every course
+    for course_id in ("intro", "adv"):
+        assert f"{course_id}: " in built and str(built_course(hub.classroom, course_id)) in built, built
     hub.start()
     signed_in: dict[str, Browser] = {}
     try:
@@ -94,3 +95,13 @@ def test_a_student_in_two_courses_gets_both_chapter_sets_and_one_in_one_course_o
     listing = bob.list_dir("d2l")
     assert "intro" in listing and "adv" not in listing, listing
     assert "ndarray.ipynb" in bob.list_dir("d2l/intro/chapter_preliminaries")
+
+
+def test_course_build_names_one_course_or_refuses_clearly(term):
+    hub, _ = term
+    one = d2lhub("course", "build", "-c", str(hub.path), "--course", "adv").stdout
+    assert one.startswith("adv: ") and "intro" not in one, one
+    unknown = d2lhub("course", "build", "-c", str(hub.path), "--course", "nope", check=False)
+    assert unknown.returncode == 2 and "no course 'nope' on this hub (there are: intro, adv)" in unknown.stderr
+    source = d2lhub("course", "build", "-c", str(hub.path), "--from", str(REPO / "course"), check=False)
+    assert source.returncode == 2 and "name that course with --course" in source.stderr

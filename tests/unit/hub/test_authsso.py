@@ -263,3 +263,29 @@ def test_unreachable_issuer_and_directory_stop_start_up(tmp_path, monkeypatch):
     room = classroom_from({"auth": {"kind": "ldap", "ldap": {**LDAP, "server": "127.0.0.1", "port": 9}}}, tmp_path / "s")
     with pytest.raises(ConfigError, match=r"auth.ldap.server: 127.0.0.1:9 does not answer"):
         facts.sign_in_facts(room)
+
+
+def test_with_several_courses_the_courses_map_decides_who_joins_which():
+    """`auth.oidc.courses` on a hub with two courses, one in sections; `roles` names only admins."""
+    c = Config()
+    c.ClassroomIdentity.role_groups = {"admin": ["it"]}
+    c.ClassroomIdentity.allowed_groups_extra = ["auditors"]
+    c.ClassroomIdentity.account_roles = {"bob": "student"}
+    c.ClassroomIdentity.course_memberships = {"intro-a": ["nbgrader-intro-a"], "intro-staff": ["formgrade-intro-a",
+                                              "formgrade-intro-b"], "adv": ["nbgrader-adv"]}
+    c.ClassroomIdentity.account_groups = {"bob": ["nbgrader-intro-b"]}
+    c.ClassroomIdentity.newcomer_groups = []
+    c.ClassroomOAuthenticator.client_id = "d2lhub"
+    authenticator = ClassroomOAuthenticator(config=c)
+    for name, groups, hub_groups, admin in (
+        ("ann", ["intro-a", "adv"], ["nbgrader-adv", "nbgrader-intro-a"], False),
+        ("prof", ["intro-staff", "it"], ["formgrade-intro-a", "formgrade-intro-b"], True),
+        ("bob", [], ["nbgrader-intro-b"], False),  # classroom.yaml enrols him
+        ("visitor", ["auditors"], [], False),  # let in, in no course
+    ):
+        model = authenticator.classroom_model({"name": name, "admin": None, "auth_state": None}, groups)
+        assert (model["groups"], model["admin"]) == (hub_groups, admin)
+        assert asyncio.run(authenticator.check_allowed(name, model)) is True
+    model = authenticator.classroom_model({"name": "eve", "admin": None, "auth_state": None}, ["other"])
+    with pytest.raises(web.HTTPError):
+        asyncio.run(authenticator.check_allowed("eve", model))

@@ -147,7 +147,7 @@ class Prestart(Strict):
     )
     timezone: str | None = Field(None, description="the IANA zone the schedule is read in (daylight saving "
                                  "included), e.g. Europe/Berlin; default: `course.timezone`")
-    group: str | None = Field(None, description="whose servers (default: the course's students)")
+    group: str | None = Field(None, description="whose servers (default: the students of every course and section)")
     parallel: int = Field(0, ge=0, description="servers starting at once (0: one per core)")
     notebook: str | None = Field(
         None,

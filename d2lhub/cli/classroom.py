@@ -86,7 +86,7 @@ def quota(
 
 def prestart_command(
     config_file: ConfigOption = DEFAULT_CONFIG,
-    group: Annotated[str | None, typer.Option("--group", "-g", help="whose servers (default: the course's students)")] = None,
+    group: Annotated[str | None, typer.Option("--group", "-g", help="whose servers (default: the students of every course and section)")] = None,
     users: Annotated[list[str] | None, typer.Option("--user", "-u", help="these users instead of a group")] = None,
     parallel: Annotated[int, typer.Option("--parallel", "-p", min=0, help="servers starting at once (0: one per core)")] = 0,
     notebook: Annotated[str | None, typer.Option("--notebook", "-n", help="also open and warm this notebook's kernel "

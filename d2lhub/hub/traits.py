@@ -67,6 +67,14 @@ def members(classroom: Classroom) -> dict[str, list[str]]:
     return found
 
 
+def offering_titles(classroom: Classroom) -> dict[str, str]:
+    """Hub group -> what the home page calls it, where the hub has several offerings (one needs no list)."""
+    if len(classroom.offerings) == 1:
+        return {}
+    return {group: title for o in classroom.offerings
+            for group, title in ((o.students_group, o.title), (o.graders_group, f"{o.title}, grading"))}
+
+
 def grader_role(offering: Offering) -> dict:
     """The JupyterHub role of one offering's graders, on their group: scoped to that offering's students."""
     names = {"students": offering.students_group}
@@ -133,6 +141,7 @@ def apply_hub(c, classroom: Classroom, facts: Facts) -> None:
         "course_welcome": classroom.course.welcome,
         "course_help_url": classroom.course.help_url,
         "state_dir_full_message": full_message(classroom.hub.state_dir),  # error.html, for a database error on a full disk
+        "offering_titles": offering_titles(classroom),  # home.html: the courses this user is in
     }
     c.JupyterHub.services, c.JupyterHub.load_roles = services_and_roles(classroom, facts)
 

@@ -91,6 +91,9 @@ def test_a_student_in_two_courses_gets_both_chapter_sets_and_one_in_one_course_o
     assert "ndarray.ipynb" in ann.list_dir("d2l/intro/chapter_preliminaries")
     assert "arrays.ipynb" in ann.list_dir("d2l/adv/part_basics")
     assert "index.ipynb" in ann.list_dir("d2l/adv")
+    home = ann.session.get(ann.url("/hub/home"), timeout=30)
+    assert "Your courses: Advanced DL, Intro to DL (Tuesday)</p>" in home.text
+    assert "Your courses: Intro to DL (Thursday)</p>" in bob.session.get(bob.url("/hub/home"), timeout=30).text
     bob.open_server()
     listing = bob.list_dir("d2l")
     assert "intro" in listing and "adv" not in listing, listing
@@ -105,3 +108,11 @@ def test_course_build_names_one_course_or_refuses_clearly(term):
     assert unknown.returncode == 2 and "no course 'nope' on this hub (there are: intro, adv)" in unknown.stderr
     source = d2lhub("course", "build", "-c", str(hub.path), "--from", str(REPO / "course"), check=False)
     assert source.returncode == 2 and "name that course with --course" in source.stderr
+
+
+def test_prestart_reaches_the_students_of_every_course_and_section(term):
+    hub, _ = term
+    table = d2lhub("prestart", "-c", str(hub.path)).stdout  # ann (intro/a, adv) and bob (intro/b) run already
+    assert "2 server(s)" in table, table
+    rows = {line.split()[1]: line for line in table.splitlines() if line.split()[1:2] in (["ann"], ["bob"], ["tina"])}
+    assert set(rows) == {"ann", "bob"} and all("already running" in row for row in rows.values()), table

@@ -157,6 +157,7 @@ def test_default_classroom_hub_traits(default_classroom, tmp_path):
     assert app.template_vars["course_welcome"].startswith("Sign in to open your own JupyterLab")
     assert app.template_vars["course_help_url"] == ""
     assert str(folder) in app.template_vars["state_dir_full_message"]
+    assert app.template_vars["offering_titles"] == {}  # one course: no list of courses on the home page
 
     proxy = c.ConfigurableHTTPProxy
     assert proxy.command == ["/usr/local/bin/configurable-http-proxy"]
@@ -443,6 +444,11 @@ def test_each_offering_has_its_own_groups_from_the_accounts_enrolment(tmp_path):
         "nbgrader-adv": {"users": ["ann"]}, "formgrade-adv": {"users": ["prof"]},
     }
     assert "root" not in {name for group in app.load_groups.values() for name in group["users"]}
+    assert app.template_vars["offering_titles"] == {  # the home page lists a user's own
+        "nbgrader-intro-a": "Intro to DL (a)", "formgrade-intro-a": "Intro to DL (a), grading",
+        "nbgrader-intro-b": "Intro to DL (b)", "formgrade-intro-b": "Intro to DL (b), grading",
+        "nbgrader-adv": "Advanced DL", "formgrade-adv": "Advanced DL, grading",
+    }
 
 
 def test_graders_roles_reach_only_their_offerings_students_and_nobody_is_made_admin(tmp_path):

@@ -15,8 +15,8 @@ from d2lhub.cli.common import DEFAULT_CONFIG, ConfigOption
 from d2lhub.config import Classroom
 from d2lhub.course import check as coursecheck
 from d2lhub.course.manifest import CourseError, CourseManifest
-from d2lhub.ops import bootstrap
 from d2lhub.courses import Course
+from d2lhub.ops import bootstrap
 from d2lhub.state import built_course, course_dir
 
 course_app = typer.Typer(help="Build and check the course chapters.", no_args_is_help=True)

@@ -2,6 +2,7 @@
 
 from pathlib import Path
 
+from d2lhub.image import delivery
 from d2lhub.image.delivery import NOTE_NAME, beside_name, course_roots, link_data, sync
 
 
@@ -103,7 +104,7 @@ def test_note_lists_chapters_only(tmp_path):
     assert "- a.ipynb" in note and "course.json" not in note
 
 
-def test_several_courses_each_land_in_their_own_folder_with_their_own_data_links(tmp_path):
+def test_several_courses_each_land_in_their_own_folder_with_their_own_data_links(tmp_path, monkeypatch):
     """The hub mounts each of a student's courses at COURSE_MOUNT/<course>: one sync fills ~/d2l/<course>/,
     and each course folder gets the data links its chapters' `../data` reads."""
     mounted = course(tmp_path, {"intro/course.json": "{}", "intro/ch/a.ipynb": "a", "adv/course.json": "{}",
@@ -117,6 +118,8 @@ def test_several_courses_each_land_in_their_own_folder_with_their_own_data_links
     shared = tmp_path / "cache"
     shared.mkdir()
     (shared / "set.zip").write_text("zip")
-    for root in course_roots(mounted):
-        assert link_data(shared, home / "d2l" / root / "data") == ["set.zip"]
+    monkeypatch.setattr(delivery, "SHARED_DATA", shared)
+    delivery.deliver(mounted, home)  # what the start script runs
     assert (home / "d2l/adv/data/set.zip").read_text() == "zip"
+    assert (home / "d2l/intro/data/set.zip").read_text() == "zip"
+    assert not (home / "d2l/data").exists()

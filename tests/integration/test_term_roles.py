@@ -116,3 +116,14 @@ def test_prestart_reaches_the_students_of_every_course_and_section(term):
     assert "2 server(s)" in table, table
     rows = {line.split()[1]: line for line in table.splitlines() if line.split()[1:2] in (["ann"], ["bob"], ["tina"])}
     assert set(rows) == {"ann", "bob"} and all("already running" in row for row in rows.values()), table
+
+
+def test_course_data_and_check_take_each_course_in_turn(term):
+    hub, _ = term
+    listed = d2lhub("course", "data", "--list", "-c", str(hub.path)).stdout  # each course's own chapters
+    assert "intro: data sets the chapters need" in listed and "adv: data sets the chapters need" in listed, listed
+    assert "intro: " in listed and "adv: " in listed
+    refused = d2lhub("course", "check", "-c", str(hub.path), "--report", str(hub.path.parent / "r.json"), check=False)
+    assert refused.returncode == 2 and "--report is about one course: name that course with --course" in refused.stderr
+    manifest = d2lhub("course", "data", "-c", str(hub.path), "--manifest", str(hub.path.parent / "m.json"), check=False)
+    assert manifest.returncode == 2 and "--manifest is about one course" in manifest.stderr

@@ -46,14 +46,19 @@ class Account(Strict):
     )
 
 
-class RoleGroups(Strict):
-    """Which of the identity's groups give which role; a person in several gets each."""
+class CourseRoles(Strict):
+    """Which of the identity's groups make people students, TAs or instructors; a person in several gets each."""
 
     student: tuple[str, ...] = Field((), description="groups whose members are students (the course's "
                                      "`nbgrader-<id>` group)")
     ta: tuple[str, ...] = Field((), description="groups whose members are TAs (the graders' `formgrade-<id>` group)")
     instructor: tuple[str, ...] = Field((), description="groups whose members are instructors (the graders' "
                                         "`formgrade-<id>` group)")
+
+
+class RoleGroups(CourseRoles):
+    """The hub-wide roles: with one course (no sections) student, ta and instructor are of that course."""
+
     admin: tuple[str, ...] = Field((), description="groups whose members are the hub's admins")
 
     def mapping(self) -> dict[str, tuple[str, ...]]:
@@ -74,20 +79,27 @@ class IdentityGroups(Strict):
     roles: RoleGroups = Field(RoleGroups(), description="the identity's groups -> roles; signing in again "
                               "brings the hub's groups in line with them")
     allowed_groups: tuple[str, ...] = Field((), description="who may sign in besides the members of the groups "
-                                            "in `roles`; a person in none of them is refused with a page "
-                                            "saying so")
+                                            "in `roles` and `courses`; a person in none of them is refused with a "
+                                            "page saying so")
+    courses: dict[str, CourseRoles] = Field(
+        {}, description="`course` or `course/section` -> the identity's groups whose members are its students, "
+        "TAs or instructors (a TA or instructor named on a course grades all its sections); how people join a "
+        "course on a hub with several courses or sections, where `roles` names only admins"
+    )
 
     @model_validator(mode="after")
     def someone_may_sign_in(self):
-        if not self.allowed_groups and not any(self.roles.mapping().values()):
-            raise ValueError("name at least one group in `roles` or `allowed_groups`: nobody could sign in")
+        named = [self.roles.mapping(), *(roles.model_dump() for roles in self.courses.values())]
+        if not self.allowed_groups and not any(groups for mapping in named for groups in mapping.values()):
+            raise ValueError("name at least one group in `roles`, `courses` or `allowed_groups`: nobody could sign in")
         return self
 
     def every_group(self) -> tuple[str, ...]:
-        """The groups that matter: the allow-list and every group of the role map, in order, once each."""
+        """The groups that matter: the allow-list and every group of the role maps, in order, once each."""
         seen: dict[str, None] = dict.fromkeys(self.allowed_groups)
-        for groups in self.roles.mapping().values():
-            seen.update(dict.fromkeys(groups))
+        for mapping in (self.roles.mapping(), *(roles.model_dump() for roles in self.courses.values())):
+            for groups in mapping.values():
+                seen.update(dict.fromkeys(groups))
         return tuple(seen)
 
 

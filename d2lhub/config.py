@@ -23,7 +23,7 @@ from pydantic import (
 # ConfigError is raised by load, so callers import it from here with the rest
 from d2lhub.authconfig import NAME_PATTERN, Account, Auth  # noqa: F401 (the auth: section)
 from d2lhub.configfile import ConfigError, describe, read_mapping
-from d2lhub.courses import Course, Offering, check_courses, offerings
+from d2lhub.courses import Course, Offering, check_courses, check_sign_in, offerings
 from d2lhub.deadlines_config import known_zone
 from d2lhub.limits import (
     Grading,
@@ -147,7 +147,7 @@ class Prestart(Strict):
     )
     timezone: str | None = Field(None, description="the IANA zone the schedule is read in (daylight saving "
                                  "included), e.g. Europe/Berlin; default: `course.timezone`")
-    group: str | None = Field(None, description="whose servers (default: the course's students)")
+    group: str | None = Field(None, description="whose servers (default: the students of every course and section)")
     parallel: int = Field(0, ge=0, description="servers starting at once (0: one per core)")
     notebook: str | None = Field(
         None,
@@ -286,6 +286,7 @@ class Classroom(Strict):
     @model_validator(mode="after")
     def enrolments(self) -> Classroom:
         check_courses(self.all_courses, self.auth.accounts)
+        check_sign_in(self.all_courses, self.auth)
         return self
 
     @property

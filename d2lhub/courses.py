@@ -15,7 +15,7 @@ from pathlib import Path
 
 from pydantic import Field, field_validator
 
-from d2lhub.authconfig import NAME_PATTERN, Account
+from d2lhub.authconfig import NAME_PATTERN, Account, Auth
 from d2lhub.deadlines_config import known_zone
 from d2lhub.limits import Strict
 
@@ -147,11 +147,25 @@ def find_offering(courses: tuple[Course, ...], ref: str) -> Offering:
     raise KeyError(f"no course or section {ref!r} on this hub (there are: {known})")
 
 
+def named(courses: tuple[Course, ...], ref: str, role: str) -> tuple[Offering, ...]:
+    """The offerings `ref` puts someone of `role` in: a grader named on a course with sections
+    grades all of them; a student must name one section (two sections' rosters would otherwise
+    both hold them). ValueError naming the choices otherwise."""
+    course = next((c for c in courses if c.id == ref), None)
+    if course is not None and course.sections:
+        if role == "student":
+            choices = ", ".join(f"{course.id}/{s.id}" for s in course.sections)
+            raise ValueError(f"course {ref} has sections; name one ({choices})")
+        return offerings((course,))
+    try:
+        return (find_offering(courses, ref),)
+    except KeyError as error:
+        raise ValueError(error.args[0]) from None
+
+
 def enrolment(courses: tuple[Course, ...], account: Account) -> tuple[Offering, ...]:
-    """The offerings an account belongs to. A grader named on a whole course grades all its
-    sections; a student must name one section of a course that has them (two sections' rosters
-    would otherwise both hold the student). With one course and no `courses` named, the account
-    belongs to that course."""
+    """The offerings an account belongs to (see `named`). With one course and no `courses` named,
+    the account belongs to that course."""
     if account.role == "admin" and not account.courses:
         return ()
     if not account.courses:
@@ -161,17 +175,10 @@ def enrolment(courses: tuple[Course, ...], account: Account) -> tuple[Offering, 
         raise ValueError(f"user {account.name!r}: `courses` must name their course or section ({choices})")
     found: list[Offering] = []
     for ref in account.courses:
-        course = next((c for c in courses if c.id == ref), None)
-        if course is not None and course.sections:
-            if account.role == "student":
-                choices = ", ".join(f"{course.id}/{s.id}" for s in course.sections)
-                raise ValueError(f"user {account.name!r}: course {ref} has sections; name one ({choices})")
-            found.extend(o for o in offerings((course,)))
-            continue
         try:
-            found.append(find_offering(courses, ref))
-        except KeyError as error:
-            raise ValueError(f"user {account.name!r}: {error.args[0]}") from None
+            found.extend(named(courses, ref, account.role))
+        except ValueError as error:
+            raise ValueError(f"user {account.name!r}: {error}") from None
     if account.role == "student":
         for course in {o.course.id for o in found}:
             sections = [o.ref for o in found if o.course.id == course]
@@ -191,3 +198,36 @@ def check_courses(courses: tuple[Course, ...], accounts: tuple[Account, ...]) ->
         raise ValueError(f"courses: {', '.join(too_long)} longer than {OFFERING_ID_MAX} characters")
     for account in accounts:
         enrolment(courses, account)
+
+
+def check_sign_in(courses: tuple[Course, ...], auth: Auth) -> None:
+    """The sign-in's course maps name real offerings, and on a hub with several every person joins
+    one by a course map (OIDC and LDAP `courses`, LTI contexts' `courses`), never by the hub-wide roles."""
+    several = len(offerings(courses)) > 1
+    identity = auth.oidc or auth.ldap
+    if identity is not None:
+        key = f"auth.{auth.kind}"
+        given = [role for role in ("student", "ta", "instructor") if getattr(identity.roles, role)]
+        if several and given:
+            raise ValueError(f"{key}.roles.{given[0]}: with several courses or sections, people join one in "
+                             f"`{key}.courses` (`roles` names admins)")
+        for ref, roles in identity.courses.items():
+            for role in ("student", "ta", "instructor"):
+                if getattr(roles, role):
+                    try:
+                        named(courses, ref, role)
+                    except ValueError as error:
+                        raise ValueError(f"{key}.courses.{ref}: {error}") from None
+    lti = auth.lti13
+    if lti is not None:
+        for context, ref in lti.courses.items():
+            if context not in lti.contexts:
+                raise ValueError(f"auth.lti13.courses: context {context!r} is not one of auth.lti13.contexts")
+            try:
+                named(courses, ref, "student")
+            except ValueError as error:
+                raise ValueError(f"auth.lti13.courses.{context}: {error}") from None
+        unmapped = [context for context in lti.contexts if context not in lti.courses]
+        if several and unmapped:
+            raise ValueError(f"auth.lti13.courses: with several courses or sections, name the course or section of "
+                             f"context {', '.join(unmapped)}")

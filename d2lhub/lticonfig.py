@@ -43,6 +43,9 @@ class Lti13(BaseModel):
     roles: dict[str, Role] = Field(
         DEFAULT_ROLES, description="LTI role (the last word of its URI: Learner, TeachingAssistant, Instructor, "
         "Administrator, ...) -> student, ta, instructor or admin; the highest wins; someone with none of them is refused")
+    courses: dict[str, str] = Field(
+        {}, description="context id -> the `course` or `course/section` its launches put people in (needed on a hub "
+        "with several courses or sections; with one, every context's launches are of it)")
     memberships_url: str | None = Field(
         None, pattern=URL, description="the course's Names and Role Provisioning Services URL for `roster sync`; "
         "unset: the one the latest launch carried")

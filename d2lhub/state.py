@@ -61,7 +61,8 @@ def _state_path(name: str, doc: str) -> Callable[[Classroom], Path]:
 
 
 # What the state folder holds, by name.
-course_dir = _state_path("course", "The built course, mounted read-only into every server.")
+course_dir = _state_path("course", "The built course, mounted read-only into every server (one course on the hub).")
+courses_dir = _state_path("courses", "The built courses, a folder each named by its id (several courses on the hub).")
 pid_file = _state_path("jupyterhub.pid", "The running hub's process id.")
 log_file = _state_path("jupyterhub.log", "The hub's log (and its services').")
 cookie_secret_file = _state_path("jupyterhub_cookie_secret", "The key the hub signs its cookies with.")
@@ -72,6 +73,11 @@ homes_dir = _state_path("homes", "The btrfs file system of students' homes (a su
 homes_image = _state_path("homes.btrfs", "The sparse file holding that file system, unless the host mounts one.")
 quotas_file = _state_path("quotas.json", "Home limits set by `d2lhub quota`, by user, over limits.home.")
 uid_registry_file = _state_path("uids.json", "Each user name's uid, handed out once and never reused (d2lhub.identity).")
+
+
+def built_course(classroom: Classroom, course_id: str) -> Path:
+    """Where `course build` puts a course's chapters: the one course's folder, or its own among several."""
+    return courses_dir(classroom) / course_id if len(classroom.all_courses) > 1 else course_dir(classroom)
 
 
 def cli_token(classroom: Classroom) -> str:

@@ -10,7 +10,7 @@ import typer
 from d2lhub import engine, homefs, ltistate
 from d2lhub.cli import common
 from d2lhub.cli.common import DEFAULT_CONFIG, ConfigOption
-from d2lhub.cli.course import build_course
+from d2lhub.cli.course import build_all
 from d2lhub.config import ConfigError
 from d2lhub.hub import facts
 from d2lhub.ops import backup, bootstrap, hubprocess, quotas
@@ -27,8 +27,8 @@ def up(config_file: ConfigOption = DEFAULT_CONFIG) -> None:
     def start() -> None:
         for image in bootstrap.ensure_all(classroom, say=common.say).values():
             common.say(f"student image {image}")
-        manifest = build_course(classroom)
-        common.say(f"course: {len(manifest.chapters)} chapters")
+        for course_id, manifest in build_all(classroom).items():
+            common.say(f"course {course_id}: {len(manifest.chapters)} chapters")
         hubprocess.start(classroom, config_file)
 
     common.run_or_fail(start, engine.EngineError, hubprocess.HubError)
@@ -86,7 +86,7 @@ def quota(
 
 def prestart_command(
     config_file: ConfigOption = DEFAULT_CONFIG,
-    group: Annotated[str | None, typer.Option("--group", "-g", help="whose servers (default: the course's students)")] = None,
+    group: Annotated[str | None, typer.Option("--group", "-g", help="whose servers (default: the students of every course and section)")] = None,
     users: Annotated[list[str] | None, typer.Option("--user", "-u", help="these users instead of a group")] = None,
     parallel: Annotated[int, typer.Option("--parallel", "-p", min=0, help="servers starting at once (0: one per core)")] = 0,
     notebook: Annotated[str | None, typer.Option("--notebook", "-n", help="also open and warm this notebook's kernel "

@@ -23,7 +23,7 @@ import docker.errors
 from d2lhub import engine, labels
 from d2lhub.config import Classroom
 from d2lhub.course.manifest import MANIFEST_NAME, CourseError, CourseManifest
-from d2lhub.state import course_dir
+from d2lhub.state import built_course
 from d2lhub.studentimage import (
     COURSE_MOUNT,
     DATA_MOUNT,
@@ -44,6 +44,13 @@ class CheckError(Exception):
 
 OUTCOMES = ("ok", "needs data", "needs GPUs", "timed out", "broken")
 REPORT_NAME = "course-check.json"
+
+
+def report_file(classroom: Classroom) -> Path:
+    """Where `course check` of `classroom.course` writes its report by default: beside the built
+    course, named after it when the hub has several."""
+    course = built_course(classroom, classroom.course.id)
+    return course.parent / (REPORT_NAME if len(classroom.all_courses) == 1 else f"{course.name}-{REPORT_NAME}")
 
 
 @dataclass(frozen=True)
@@ -120,7 +127,7 @@ def container_settings(classroom: Classroom, image: str, chapters: list[str], ti
     uid = classroom.spawner.uid_base
     instance = classroom.spawner.instance
     volumes = {
-        str(course_dir(classroom)): {"bind": COURSE_MOUNT, "mode": "ro"},
+        str(built_course(classroom, classroom.course.id)): {"bind": COURSE_MOUNT, "mode": "ro"},
         str(RUNNER): {"bind": RUNNER_MOUNT, "mode": "ro"},
     }
     if with_data:
@@ -192,7 +199,7 @@ def check(
 ) -> list[Result]:
     """Run every built chapter the check profile has the GPUs for; results in book order, also in the
     JSON report (`state_dir/course-check.json`, or REPORT_PATH)."""
-    course = course_dir(classroom)
+    course = built_course(classroom, classroom.course.id)
     profile = check_profile(classroom)
     given = profile.gpus if profile else 0
     needs = gpu_needs(course) if (course / MANIFEST_NAME).is_file() else {}
@@ -205,7 +212,7 @@ def check(
     chapters = [chapter for chapter in chapters_of(course) if chapter not in skipped]
     if not chapters:
         results = [skipped[chapter] for chapter in chapters_of(course)]
-        report(results, course, report_path or course.parent / REPORT_NAME)
+        report(results, course, report_path or report_file(classroom))
         return results
     client = client or engine.docker_client()
     image = built_image(classroom, client)
@@ -225,5 +232,5 @@ def check(
         by_chapter = {result.chapter: result for future in futures for result in future.result()}
     by_chapter.update(skipped)
     results = [by_chapter[chapter] for chapter in chapters_of(course)]
-    report(results, course, report_path or course.parent / REPORT_NAME)
+    report(results, course, report_path or report_file(classroom))
     return results

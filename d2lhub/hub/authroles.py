@@ -2,13 +2,22 @@
 
 Pure functions, shared by every sign-in kind that brings groups along (OIDC claims, LDAP
 groups, LMS roles): they name no provider and touch nothing.
+
+Which offering (course or section) a person joins: each entry of `auth.oidc.courses` /
+`auth.ldap.courses` names an offering and the identity's groups whose members are its students,
+TAs or instructors; on a hub with one course and no sections the hub-wide `roles` do that too,
+as they did before several courses. `course_memberships` turns both into one map, identity
+group -> the hub groups (`nbgrader-<id>`, `formgrade-<id>`) its members join.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 
-GRADER_ROLES = frozenset({"instructor", "ta"})
+from d2lhub.authconfig import CourseRoles, IdentityGroups
+from d2lhub.courses import Course, Offering, named, offerings
+
+COURSE_ROLES = ("student", "ta", "instructor")
 
 
 def roles_from_groups(groups: Iterable[str], role_groups: Mapping[str, Iterable[str]]) -> set[str]:
@@ -22,16 +31,30 @@ def may_sign_in(groups: Iterable[str], roles: Iterable[str], allowed_groups: Ite
     return bool(set(roles)) or bool(set(groups) & set(allowed_groups))
 
 
-def hub_membership(roles: Iterable[str], course_groups: Mapping[str, str]) -> tuple[list[str], bool]:
-    """The course's hub groups these roles put a person in (`course_groups` is
-    d2lhub.grading.layout.group_names: students, graders), and whether they are an admin."""
-    roles = set(roles)
-    groups = []
-    if "student" in roles:
-        groups.append(course_groups["students"])
-    if roles & GRADER_ROLES:
-        groups.append(course_groups["graders"])
-    return groups, "admin" in roles
+def course_memberships(courses: tuple[Course, ...], identity: IdentityGroups) -> dict[str, list[str]]:
+    """Identity group -> the offerings' hub groups its members join (see the module's docstring)."""
+    found: dict[str, list[str]] = {}
+
+    def join(roles: CourseRoles, where: Callable[[str], tuple[Offering, ...]]) -> None:
+        for role in COURSE_ROLES:
+            for group in getattr(roles, role):
+                for offering in where(role):
+                    hub_group = offering.students_group if role == "student" else offering.graders_group
+                    found.setdefault(group, [])
+                    if hub_group not in found[group]:
+                        found[group].append(hub_group)
+
+    everything = offerings(courses)
+    if len(everything) == 1:
+        join(identity.roles, lambda role: everything)
+    for ref, roles in identity.courses.items():
+        join(roles, lambda role, ref=ref: named(courses, ref, role))
+    return found
+
+
+def hub_groups(identity_groups: Iterable[str], memberships: Mapping[str, Iterable[str]]) -> list[str]:
+    """The offerings' hub groups these identity groups put a person in, sorted."""
+    return sorted({hub_group for group in identity_groups for hub_group in memberships.get(group, ())})
 
 
 def claim_values(claims: Mapping, path: str) -> list[str]:

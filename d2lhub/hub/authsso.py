@@ -2,7 +2,7 @@
 (jupyterhub-ldapauthenticator), both mapping the identity's groups onto the classroom.
 
 Each kind finds the identity's groups its own way (a claim; the directory's groups); the
-`ClassroomIdentity` mixin turns them into the course's hub groups (`nbgrader-<id>` for
+`ClassroomIdentity` mixin turns them into the offerings' hub groups (`nbgrader-<id>` for
 students, `formgrade-<id>` for graders), admin, and the allow-list, with
 d2lhub.hub.authroles. The hub's groups follow the identity at every sign-in
 (`manage_groups`), and a person in none of the classroom's groups is refused with a page
@@ -21,7 +21,7 @@ from traitlets import Dict, List, Unicode
 from d2lhub.hub import authjwt
 from d2lhub.hub.authroles import (
     claim_values,
-    hub_membership,
+    hub_groups,
     may_sign_in,
     refusal,
     roles_from_groups,
@@ -37,7 +37,11 @@ class ClassroomIdentity(Authenticator):
     allowed_groups_extra = List(Unicode(), help="groups whose members may sign in without a role "
                                 "from role_groups (they are students)").tag(config=True)
     account_roles = Dict(help="user name -> role classroom.yaml gives them, on top of their groups").tag(config=True)
-    course_groups = Dict(help="students, graders -> the course's hub groups").tag(config=True)
+    course_memberships = Dict(help="identity group -> the offerings' hub groups its members join "
+                              "(d2lhub.hub.authroles.course_memberships)").tag(config=True)
+    account_groups = Dict(help="user name -> the offerings' hub groups classroom.yaml enrols them in").tag(config=True)
+    newcomer_groups = List(Unicode(), help="hub groups of someone let in by allowed_groups alone: the one "
+                           "offering's students', on a hub with one").tag(config=True)
     shared_groups = List(Unicode(), help="identity groups kept as hub groups of the same name "
                          "(those the profiles name)").tag(config=True)
 
@@ -47,13 +51,14 @@ class ClassroomIdentity(Authenticator):
         roles = roles_from_groups(identity_groups, self.role_groups)
         if name in self.account_roles:
             roles.add(self.account_roles[name])
-        allowed = may_sign_in(identity_groups, roles, self.allowed_groups_extra)
-        if allowed and not roles:
-            roles.add("student")  # an allowed group without a role: a student
-        groups, admin = hub_membership(roles, self.course_groups)
+        groups = hub_groups(identity_groups, self.course_memberships)
+        groups = sorted({*groups, *self.account_groups.get(name, ())})
+        allowed = may_sign_in(identity_groups, roles, self.allowed_groups_extra) or bool(groups)
+        if allowed and not roles and not groups:
+            groups = list(self.newcomer_groups)  # an allowed group alone: a student, where there is one course
         groups += sorted(set(identity_groups) & set(self.shared_groups))
-        self.log.info("%s: groups %s -> roles %s", name, sorted(identity_groups), sorted(roles))
-        return {**model, "groups": groups, "admin": admin, ALLOWED: allowed}
+        self.log.info("%s: groups %s -> roles %s, hub groups %s", name, sorted(identity_groups), sorted(roles), groups)
+        return {**model, "groups": groups, "admin": "admin" in roles, ALLOWED: allowed}
 
     async def check_allowed(self, username, auth_model):
         if auth_model and auth_model.get(ALLOWED):

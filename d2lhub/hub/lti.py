@@ -5,8 +5,9 @@ The library checks the launch's signature (the platform's JWKS), issuer, audienc
 the nonce against the browser's cookie. Here: a nonce is accepted once (a replayed launch is refused
 even with its cookies), the deployment and the context (the LMS course) must be the classroom's, the
 LTI roles must map to a classroom role, a student `roster sync` dropped stays out; the role sets the
-course's hub groups; the launch lands on the notebook its link names (custom parameter `path`, or the
-target link). The tool's public keys are served at `/hub/lti13/jwks` for the platform.
+hub groups of the offering the context is (`auth.lti13.courses`; on a hub with one, that one); the
+launch lands on the notebook its link names (custom parameter `path`, or the target link). The
+tool's public keys are served at `/hub/lti13/jwks` for the platform.
 """
 
 from __future__ import annotations
@@ -48,7 +49,8 @@ class LaunchHandler(LTI13CallbackHandler):
 
     async def redirect_to_next_url(self, user):
         role = self.authenticator.launch_role(self.launch)
-        self.authenticator.join_course(self.db, user.orm_user, role)
+        context = (self.launch.get(CONTEXT_CLAIM) or {}).get("id")
+        self.authenticator.join_course(self.db, user.orm_user, role, self.authenticator.context_groups[context])
         self.authenticator.remember(user.name, self.launch)
         self.redirect(self.deep_link() or self.get_next_url(user))
 
@@ -81,7 +83,7 @@ class ClassroomLTI13Authenticator(LTI13Authenticator):
     launched_from_lms = True  # the sign-in page says where to sign in instead of showing a form
     settings = Dict(help="auth.lti13 of classroom.yaml, as a mapping").tag(config=True)
     state_dir = Unicode(help="hub.state_dir: the tool's keys and the LMS users seen").tag(config=True)
-    course_groups = Dict(help="students/graders -> the course's hub group").tag(config=True)
+    context_groups = Dict(help="LTI context id -> students/graders -> the hub groups of its offering").tag(config=True)
 
     def __init__(self, **kwargs):
         super().__init__(**kwargs)
@@ -129,11 +131,12 @@ class ClassroomLTI13Authenticator(LTI13Authenticator):
         model = await super().authenticate(handler, data)
         return {**model, "admin": role == "admin"}
 
-    def join_course(self, db, orm_user, role: str) -> None:
-        """Students in the students' group, TAs and instructors in the graders', each only there."""
-        wanted = {"student": self.course_groups["students"]}.get(role) or (
-            self.course_groups["graders"] if role in GRADERS else None)
-        for name in self.course_groups.values():
+    def join_course(self, db, orm_user, role: str, course_groups: dict[str, str]) -> None:
+        """Students in the students' group of the launch's offering, TAs and instructors in its
+        graders', each only there (another offering's groups are left as they are)."""
+        wanted = {"student": course_groups["students"]}.get(role) or (
+            course_groups["graders"] if role in GRADERS else None)
+        for name in course_groups.values():
             group = orm.Group.find(db, name) or orm.Group(name=name)
             if name == wanted and orm_user not in group.users:
                 group.users.append(orm_user)

@@ -36,11 +36,10 @@ from traitlets.config import LoggingConfigurable
 
 from d2lhub import diskspace, homefs, labels
 from d2lhub.config import Profile
-from d2lhub.course.manifest import MANIFEST_NAME, CourseError, CourseManifest
 from d2lhub.grading import layout
-from d2lhub.hub import firewall, gpus, homes, readiness
+from d2lhub.hub import chapters, firewall, gpus, homes, readiness
 from d2lhub.hub.facts import firewall_inputs
-from d2lhub.studentimage import COURSE_MOUNT, DATA_MOUNT, HOME, STUDENT_GID
+from d2lhub.studentimage import DATA_MOUNT, HOME, STUDENT_GID
 
 LIVE_STATES = {"created", "running", "restarting", "paused"}
 # What docker-py raises when no engine answers on its socket (stopped, restarting, hung).
@@ -67,7 +66,7 @@ class ClassroomMixin(LoggingConfigurable):
     """
 
     classroom = Any(help="the validated classroom.yaml (d2lhub.config.Classroom)").tag(config=True)
-    course_dir = Unicode(help="host folder of the built course, mounted read-only").tag(config=True)
+    course_dir = Unicode(help="host folder of the built course (or courses), mounted read-only").tag(config=True)
     images = Dict(help="student image key (student, student_gpu) -> the tag to run").tag(config=True)
     gpu_state_file = Unicode(help="where GPU assignments persist across hub restarts").tag(config=True)
 
@@ -266,6 +265,9 @@ class ClassroomMixin(LoggingConfigurable):
     def hub_groups(self) -> set[str]:
         return {group.name for group in self.user.groups}
 
+    def courses_seen(self):
+        return chapters.courses_seen(self.classroom, self.hub_groups(), self.user.admin)
+
     def _apply_profile(self, profile: Profile, assignment: gpus.Assignment | None = None) -> None:
         limits = self.classroom.limits_for(profile)
         self._home_limit = homefs.limit_for(self.classroom, self.user.name, profile)
@@ -275,8 +277,7 @@ class ClassroomMixin(LoggingConfigurable):
         grader = self.is_grader()
         self.volumes = {self.home_volume: HOME, **layout.student_mounts(self.classroom, self.uid, self.user.name, self.hub_groups())}
         self.read_only_volumes = {labels.data_volume(self.classroom.spawner.instance): DATA_MOUNT}
-        if self.course_dir:
-            self.read_only_volumes[self.course_dir] = COURSE_MOUNT
+        self.read_only_volumes.update(chapters.course_mounts(self.classroom, self.course_dir, self.courses_seen()))
         server_labels = {
             labels.INSTANCE: self.classroom.spawner.instance,
             labels.USER: self.user.name,
@@ -342,12 +343,7 @@ class ClassroomMixin(LoggingConfigurable):
         raise NotImplementedError
 
     def course_message(self) -> str:
-        """What the start script will do with ~/d2l, told from the hub's copy of the course manifest."""
-        try:
-            chapters = len(CourseManifest.load(Path(self.course_dir) / MANIFEST_NAME).chapters)
-        except CourseError:
-            return "Starting your container (no course is built yet: ~/d2l stays as it is)"
-        return f"Starting your container; {chapters} chapters sync into ~/d2l (chapters you edited are kept)"
+        return chapters.course_message(self.classroom, self.course_dir, self.courses_seen())
 
     async def poll(self):
         """While the engine is unreachable a server's fate is unknown: keep it, and look again next

@@ -14,9 +14,9 @@ from pathlib import Path
 
 from d2lhub import state
 from d2lhub.config import Classroom
+from d2lhub.courses import Offering, enrolment, find_offering
 from d2lhub.diskspace import full_message
-from d2lhub.grading.layout import group_names
-from d2lhub.hub import egress
+from d2lhub.hub import authroles, egress
 from d2lhub.hub.auth import ClassroomAuthenticator
 from d2lhub.hub.authsso import ClassroomLDAPAuthenticator, ClassroomOAuthenticator
 from d2lhub.hub.facts import Facts
@@ -33,11 +33,57 @@ CLI_SCOPES = [
 CULLER_SCOPES = ["list:users", "read:users:activity", "read:servers", "delete:servers"]
 
 
+# What the graders of one offering (its `formgrade-<id>` group) may do to its students (its
+# `nbgrader-<id>` group), and nothing more: no hub-wide admin flag, no other offering's students.
+GRADER_SCOPES = (
+    "access:servers!group={students}",  # open a student's server: look at their notebooks, help in their Lab
+    "servers!group={students}",  # start a student's server to see their work, stop one that is stuck
+    "list:users!group={students}",  # list their students (the hub's API; the Admin page stays admins')
+    "read:users!group={students}",  # each student's name, groups, last activity and server state
+    "read:groups!group={students}",  # who is in their offering's roster group
+)
+
+
 def groups(classroom: Classroom) -> dict[str, dict]:
-    names = group_names(classroom)
-    students = [a.name for a in classroom.auth.accounts if a.role == "student"]
-    graders = [a.name for a in classroom.auth.accounts if a.role in {"instructor", "ta"}]
-    return {names["students"]: {"users": students}, names["graders"]: {"users": graders}}
+    """Each offering's students' and graders' hub groups, filled from classroom.yaml's accounts
+    (an admin who names courses grades in them); every group exists, empty or not."""
+    found: dict[str, dict] = {}
+    for offering in classroom.offerings:
+        found[offering.students_group] = {"users": []}
+        found[offering.graders_group] = {"users": []}
+    for account in classroom.auth.accounts:
+        for offering in enrolment(classroom.all_courses, account):
+            group = offering.students_group if account.role == "student" else offering.graders_group
+            found[group]["users"].append(account.name)
+    return found
+
+
+def members(classroom: Classroom) -> dict[str, list[str]]:
+    """User name -> the offerings' hub groups classroom.yaml's accounts put them in."""
+    found: dict[str, list[str]] = {}
+    for group, spec in groups(classroom).items():
+        for name in spec["users"]:
+            found.setdefault(name, []).append(group)
+    return found
+
+
+def offering_titles(classroom: Classroom) -> dict[str, str]:
+    """Hub group -> what the home page calls it, where the hub has several offerings (one needs no list)."""
+    if len(classroom.offerings) == 1:
+        return {}
+    return {group: title for o in classroom.offerings
+            for group, title in ((o.students_group, o.title), (o.graders_group, f"{o.title}, grading"))}
+
+
+def grader_role(offering: Offering) -> dict:
+    """The JupyterHub role of one offering's graders, on their group: scoped to that offering's students."""
+    names = {"students": offering.students_group}
+    return {
+        "name": f"{offering.id}-graders",
+        "description": f"graders of {offering.ref}: their students' servers, nobody else's",
+        "scopes": [scope.format(**names) for scope in GRADER_SCOPES],
+        "groups": [offering.graders_group],
+    }
 
 
 def managed(classroom: Classroom, facts: Facts, name: str, command: list[str]) -> dict:
@@ -48,7 +94,7 @@ def managed(classroom: Classroom, facts: Facts, name: str, command: list[str]) -
 
 def services_and_roles(classroom: Classroom, facts: Facts) -> tuple[list[dict], list[dict]]:
     """The hub's services (the CLI's token, the idle culler, the lecture schedule, the students'
-    egress proxy) and their roles."""
+    egress proxy) and their roles, and each offering's graders' role."""
     services = [{"name": state.CLI_SERVICE, "api_token": facts.cli_token}]
     roles = [{"name": state.CLI_SERVICE, "scopes": CLI_SCOPES, "services": [state.CLI_SERVICE]}]
     culling = classroom.culling
@@ -63,6 +109,7 @@ def services_and_roles(classroom: Classroom, facts: Facts) -> tuple[list[dict], 
         ]))
     if facts.egress_command:
         services.append(managed(classroom, facts, egress.SERVICE, list(facts.egress_command)))
+    roles += [grader_role(offering) for offering in classroom.offerings]
     return services, roles
 
 
@@ -94,6 +141,7 @@ def apply_hub(c, classroom: Classroom, facts: Facts) -> None:
         "course_welcome": classroom.course.welcome,
         "course_help_url": classroom.course.help_url,
         "state_dir_full_message": full_message(classroom.hub.state_dir),  # error.html, for a database error on a full disk
+        "offering_titles": offering_titles(classroom),  # home.html: the courses this user is in
     }
     c.JupyterHub.services, c.JupyterHub.load_roles = services_and_roles(classroom, facts)
 
@@ -110,7 +158,11 @@ def apply_lti13(c, classroom: Classroom) -> None:
     c.LTI13Authenticator.tool_name = classroom.course.name
     c.ClassroomLTI13Authenticator.settings = lti.model_dump()
     c.ClassroomLTI13Authenticator.state_dir = str(classroom.hub.state_dir)
-    c.ClassroomLTI13Authenticator.course_groups = group_names(classroom)
+    c.ClassroomLTI13Authenticator.context_groups = {
+        context: {"students": offering.students_group, "graders": offering.graders_group}
+        for context in lti.contexts
+        for offering in [find_offering(classroom.all_courses, lti.courses.get(context, classroom.offerings[0].ref))]
+    }
     c.Authenticator.allow_all = True  # the launch's deployment, context and roles decide (ClassroomLTI13Authenticator)
 
 
@@ -149,7 +201,10 @@ def apply_identity(c, classroom: Classroom) -> None:
     c.ClassroomIdentity.role_groups = {role: list(names) for role, names in identity.roles.mapping().items()}
     c.ClassroomIdentity.allowed_groups_extra = list(identity.allowed_groups)
     c.ClassroomIdentity.account_roles = {a.name: a.role for a in auth.accounts}
-    c.ClassroomIdentity.course_groups = group_names(classroom)
+    c.ClassroomIdentity.course_memberships = authroles.course_memberships(classroom.all_courses, identity)
+    c.ClassroomIdentity.account_groups = members(classroom)
+    one = classroom.offerings[0] if len(classroom.offerings) == 1 else None
+    c.ClassroomIdentity.newcomer_groups = [one.students_group] if one else []
     c.ClassroomIdentity.shared_groups = sorted({g for p in classroom.profiles for g in p.groups})
 
 
@@ -204,7 +259,8 @@ def apply_spawner(c, classroom: Classroom, facts: Facts) -> None:
     swarm = classroom.spawner.kind == "swarm"
     c.JupyterHub.spawner_class = ClassroomSwarmSpawner if swarm else ClassroomSpawner
     c.ClassroomMixin.classroom = classroom
-    c.ClassroomMixin.course_dir = str(state.course_dir(classroom))
+    several = len(classroom.all_courses) > 1
+    c.ClassroomMixin.course_dir = str((state.courses_dir if several else state.course_dir)(classroom))
     c.ClassroomMixin.images = facts.images
     c.ClassroomMixin.gpu_state_file = str(state.gpu_state_file(classroom))
     c.DockerSpawner.image = facts.images[classroom.profiles[0].image]

@@ -12,6 +12,10 @@ It also points `~/d2l/data/<file>` at the class's read-only data cache, the
 folder d2l downloads into (`../data` from a chapter), so d2l finds each file
 with the right SHA-1 and never downloads it.
 
+On a hub with several courses the hub mounts each course of the student's at
+`/srv/d2l/course/<course>/`: the same sync then fills `~/d2l/<course>/`, and each
+course folder gets its own `data/` links.
+
 With `--exercises` (students' servers, see images/student/d2lhub-start) the same
 process then fetches released exercises into ~/exercises (exercises.py).
 """
@@ -28,6 +32,7 @@ from pathlib import Path
 
 STATE_FILE = Path(".d2lhub") / "delivered.json"
 NOTE_NAME = "UPDATES.md"
+MANIFEST_NAME = "course.json"  # each built course's root holds one (d2lhub/course/manifest.py)
 DATA_FOLDER = "data"  # d2l's `../data`, seen from a chapter folder
 SHARED_DATA = Path("/srv/d2l/data/d2l")
 
@@ -164,9 +169,16 @@ def deliver(course: Path, home: Path) -> None:
             print(f"d2lhub: you edited {relative}; the new version is at {beside_name(relative)}", file=sys.stderr)
     else:
         print(f"d2lhub: no course mounted at {course}; ~/d2l left as it is", file=sys.stderr)
-    linked = link_data(SHARED_DATA, home / "d2l" / DATA_FOLDER)
-    if linked:
-        print(f"d2lhub: {len(linked)} data file(s) linked into ~/d2l/{DATA_FOLDER}", file=sys.stderr)
+    for root in course_roots(course):
+        linked = link_data(SHARED_DATA, home / "d2l" / root / DATA_FOLDER)
+        if linked:
+            print(f"d2lhub: {len(linked)} data file(s) linked into {Path('~/d2l', root, DATA_FOLDER)}", file=sys.stderr)
+
+
+def course_roots(course: Path) -> list[Path]:
+    """Where chapters' `../data` is, relative to ~/d2l: each mounted course's folder (several
+    courses), or ~/d2l itself (one course, or none mounted)."""
+    return sorted(manifest.parent.relative_to(course) for manifest in course.glob(f"*/{MANIFEST_NAME}")) or [Path(".")]
 
 
 def main(argv: list[str]) -> int:

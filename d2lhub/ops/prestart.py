@@ -28,7 +28,6 @@ from croniter import croniter
 
 from d2lhub import hubapi
 from d2lhub.config import Classroom
-from d2lhub.grading.layout import group_names
 from d2lhub.ops.kernelrun import channels_url, run_code
 from d2lhub.state import cli_token, public_url
 
@@ -54,17 +53,17 @@ def api_json(classroom: Classroom, path: str) -> dict | list:
 
 
 def class_members(classroom: Classroom, group: str | None, users: list[str]) -> list[str]:
-    """The users named, or the group's members (default: the course's students from the roster)."""
+    """The users named, or the group's members (default: the students of every course and section on the hub)."""
     if users:
         known = {user["name"] for user in api_json(classroom, "/users")}
         unknown = sorted(set(users) - known)
         if unknown:
             raise PrestartError(f"no such user on the hub: {', '.join(unknown)}")
         return users
-    group = group or group_names(classroom)["students"]
-    members = api_json(classroom, f"/groups/{group}")["users"]
+    groups = [group] if group else [offering.students_group for offering in classroom.offerings]
+    members = {name for each in groups for name in api_json(classroom, f"/groups/{each}")["users"]}
     if not members:
-        raise PrestartError(f"group {group} has no members (import the roster with `d2lhub roster import`)")
+        raise PrestartError(f"group {', '.join(groups)} has no members (import the roster with `d2lhub roster import`)")
     return sorted(members)
 
 

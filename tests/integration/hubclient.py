@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import time
 
 import requests
@@ -77,6 +78,12 @@ class Browser:
     def open_server(self, owner: str | None = None) -> requests.Response:
         """Visit the server's page as a browser does (OAuth with the hub on first visit)."""
         return self.session.get(self.url(f"/user/{owner or self.name}/lab"), timeout=60)
+
+    def authorize(self, page: requests.Response) -> requests.Response:
+        """Press *Authorize* on the hub's OAuth page, which it shows someone opening another user's server."""
+        assert "Authorize access" in page.text, f"not the hub's authorize page: {page.url}"
+        fields = re.findall(r'<input type="hidden" name="(_xsrf|scopes)" value="([^"]*)"', page.text)
+        return self.session.post(page.url, data=fields, timeout=60)
 
     def server_api(self, method: str, path: str, owner: str | None = None, **kwargs) -> requests.Response:
         owner = owner or self.name

@@ -50,7 +50,7 @@ def classroom(docker_client, tmp_path):
 def spawner(room: Classroom, state_file, name: str, uid: int, profile: str, groups=("gpu-users",)) -> ClassroomSpawner:
     user = SimpleNamespace(
         name=name, id=uid, escaped_name=name, url=f"/user/{name}/", base_url="/", settings={}, orm_user=None,
-        groups=[SimpleNamespace(name=g) for g in groups],
+        groups=[SimpleNamespace(name=g) for g in groups], admin=False,
     )
     made = ClassroomSpawner(
         user=user, hub=Hub(), classroom=room, images={"student": BASE, "student_gpu": BASE}, image=BASE,

@@ -13,6 +13,7 @@ from d2lhub.course.check import (
     chapters_of,
     container_settings,
     json_lines,
+    report_file,
     share_out,
 )
 from d2lhub.state import course_dir
@@ -96,3 +97,16 @@ def test_report_counts_every_outcome(tmp_path):
     assert document["chapters"][1] == {"chapter": "b", "outcome": "needs GPUs", "seconds": 0.0, "detail": "2",
                                        "label": "needs 2 GPUs"}
     assert list(tmp_path.joinpath("ci").iterdir()) == [tmp_path / "ci/report.json"]
+
+
+def test_with_several_courses_each_is_checked_from_its_own_folder(tmp_path):
+    from d2lhub.cli.course import as_the_course
+
+    room = classroom(tmp_path)
+    assert report_file(room) == tmp_path / "state" / "course-check.json"  # one course: as before
+    several = room.model_copy(update={"courses": (room.course.model_copy(update={"id": "intro"}),
+                                                  room.course.model_copy(update={"id": "adv"}))})
+    adv = as_the_course(several, several.courses[1])
+    settings = container_settings(adv, "img:tag", ["x/a.ipynb"], 30, with_data=False)
+    assert settings["volumes"][str(tmp_path / "state/courses/adv")] == {"bind": COURSE_MOUNT, "mode": "ro"}
+    assert report_file(adv) == tmp_path / "state/courses/adv-course-check.json"

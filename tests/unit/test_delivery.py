@@ -2,7 +2,8 @@
 
 from pathlib import Path
 
-from d2lhub.image.delivery import NOTE_NAME, beside_name, link_data, sync
+from d2lhub.image import delivery
+from d2lhub.image.delivery import NOTE_NAME, beside_name, course_roots, link_data, sync
 
 
 def course(tmp_path: Path, files: dict[str, str]) -> Path:
@@ -101,3 +102,24 @@ def test_note_lists_chapters_only(tmp_path):
     sync(course(tmp_path, {"a.ipynb": "a2", "course.json": "3"}), home)
     note = (home / "d2l" / NOTE_NAME).read_text()
     assert "- a.ipynb" in note and "course.json" not in note
+
+
+def test_several_courses_each_land_in_their_own_folder_with_their_own_data_links(tmp_path, monkeypatch):
+    """The hub mounts each of a student's courses at COURSE_MOUNT/<course>: one sync fills ~/d2l/<course>/,
+    and each course folder gets the data links its chapters' `../data` reads."""
+    mounted = course(tmp_path, {"intro/course.json": "{}", "intro/ch/a.ipynb": "a", "adv/course.json": "{}",
+                                "adv/part/b.ipynb": "b"})
+    assert course_roots(mounted) == [Path("adv"), Path("intro")]
+    assert course_roots(course(tmp_path / "one", {"course.json": "{}", "ch/a.ipynb": "a"})) == [Path(".")]
+    home = tmp_path / "home"
+    report = sync(mounted, home)
+    assert sorted(report.added) == ["adv/course.json", "adv/part/b.ipynb", "intro/ch/a.ipynb", "intro/course.json"]
+    assert (home / "d2l/intro/ch/a.ipynb").read_text() == "a" and (home / "d2l/adv/part/b.ipynb").read_text() == "b"
+    shared = tmp_path / "cache"
+    shared.mkdir()
+    (shared / "set.zip").write_text("zip")
+    monkeypatch.setattr(delivery, "SHARED_DATA", shared)
+    delivery.deliver(mounted, home)  # what the start script runs
+    assert (home / "d2l/adv/data/set.zip").read_text() == "zip"
+    assert (home / "d2l/intro/data/set.zip").read_text() == "zip"
+    assert not (home / "d2l/data").exists()

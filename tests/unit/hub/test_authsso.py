@@ -76,16 +76,17 @@ def test_every_group_is_the_allow_list_and_the_role_groups():
 # role mapping (pure) --------------------------------------------------------------------------
 
 
-COURSE = {"students": "nbgrader-d2l", "graders": "formgrade-d2l"}
+MEMBERSHIPS = {"cs101": ["nbgrader-d2l"], "cs101-tas": ["formgrade-d2l"], "cs101-staff": ["formgrade-d2l"]}
 
 
 def test_roles_groups_and_admin():
     assert authroles.roles_from_groups(["cs101", "other"], ROLES) == {"student"}
     assert authroles.roles_from_groups(["cs101-staff", "it"], ROLES) == {"instructor", "admin"}
-    assert authroles.hub_membership({"student"}, COURSE) == (["nbgrader-d2l"], False)
-    assert authroles.hub_membership({"ta"}, COURSE) == (["formgrade-d2l"], False)
-    assert authroles.hub_membership({"instructor", "admin"}, COURSE) == (["formgrade-d2l"], True)
-    assert authroles.hub_membership(set(), COURSE) == ([], False)
+    one_course = Classroom.model_validate({"auth": {"kind": "oidc", "oidc": OIDC}})
+    assert authroles.course_memberships(one_course.all_courses, one_course.auth.oidc) == MEMBERSHIPS
+    assert authroles.hub_groups(["cs101", "other"], MEMBERSHIPS) == ["nbgrader-d2l"]
+    assert authroles.hub_groups(["cs101-staff", "cs101"], MEMBERSHIPS) == ["formgrade-d2l", "nbgrader-d2l"]
+    assert authroles.hub_groups([], MEMBERSHIPS) == []
 
 
 def test_allow_list_never_lets_anyone_in():
@@ -125,7 +126,10 @@ def test_oidc_traits(tmp_path):
     assert c.Authenticator.allow_all is False and c.Authenticator.manage_groups is True
     assert c.Authenticator.admin_users == {"root"}
     assert "load_groups" not in c.JupyterHub  # groups come from the identity
-    assert c.ClassroomIdentity.course_groups == {"students": "nbgrader-ml", "graders": "formgrade-ml"}
+    assert c.ClassroomIdentity.course_memberships == {
+        "cs101": ["nbgrader-ml"], "cs101-tas": ["formgrade-ml"], "cs101-staff": ["formgrade-ml"]}
+    assert c.ClassroomIdentity.account_groups == {}  # an admin without courses is in none
+    assert c.ClassroomIdentity.newcomer_groups == ["nbgrader-ml"]
     assert c.ClassroomIdentity.shared_groups == ["gpu-users"]
 
 
@@ -161,7 +165,8 @@ def identity_config() -> Config:
     c.ClassroomIdentity.role_groups = ROLES
     c.ClassroomIdentity.allowed_groups_extra = ["auditors"]
     c.ClassroomIdentity.account_roles = {"dean": "admin"}
-    c.ClassroomIdentity.course_groups = COURSE
+    c.ClassroomIdentity.course_memberships = MEMBERSHIPS
+    c.ClassroomIdentity.newcomer_groups = ["nbgrader-d2l"]
     c.ClassroomIdentity.shared_groups = ["gpu-users"]
     c.ClassroomOAuthenticator.client_id = "d2lhub"
     return c
@@ -258,3 +263,29 @@ def test_unreachable_issuer_and_directory_stop_start_up(tmp_path, monkeypatch):
     room = classroom_from({"auth": {"kind": "ldap", "ldap": {**LDAP, "server": "127.0.0.1", "port": 9}}}, tmp_path / "s")
     with pytest.raises(ConfigError, match=r"auth.ldap.server: 127.0.0.1:9 does not answer"):
         facts.sign_in_facts(room)
+
+
+def test_with_several_courses_the_courses_map_decides_who_joins_which():
+    """`auth.oidc.courses` on a hub with two courses, one in sections; `roles` names only admins."""
+    c = Config()
+    c.ClassroomIdentity.role_groups = {"admin": ["it"]}
+    c.ClassroomIdentity.allowed_groups_extra = ["auditors"]
+    c.ClassroomIdentity.account_roles = {"bob": "student"}
+    c.ClassroomIdentity.course_memberships = {"intro-a": ["nbgrader-intro-a"], "intro-staff": ["formgrade-intro-a",
+                                              "formgrade-intro-b"], "adv": ["nbgrader-adv"]}
+    c.ClassroomIdentity.account_groups = {"bob": ["nbgrader-intro-b"]}
+    c.ClassroomIdentity.newcomer_groups = []
+    c.ClassroomOAuthenticator.client_id = "d2lhub"
+    authenticator = ClassroomOAuthenticator(config=c)
+    for name, groups, hub_groups, admin in (
+        ("ann", ["intro-a", "adv"], ["nbgrader-adv", "nbgrader-intro-a"], False),
+        ("prof", ["intro-staff", "it"], ["formgrade-intro-a", "formgrade-intro-b"], True),
+        ("bob", [], ["nbgrader-intro-b"], False),  # classroom.yaml enrols him
+        ("visitor", ["auditors"], [], False),  # let in, in no course
+    ):
+        model = authenticator.classroom_model({"name": name, "admin": None, "auth_state": None}, groups)
+        assert (model["groups"], model["admin"]) == (hub_groups, admin)
+        assert asyncio.run(authenticator.check_allowed(name, model)) is True
+    model = authenticator.classroom_model({"name": "eve", "admin": None, "auth_state": None}, ["other"])
+    with pytest.raises(web.HTTPError):
+        asyncio.run(authenticator.check_allowed("eve", model))

@@ -31,7 +31,7 @@ def test_lti13_classroom_configures_the_lti_tool(tmp_path):
     ours = c.ClassroomLTI13Authenticator
     assert ours.settings["deployment_id"] == "7:abc" and ours.settings["contexts"] == ("c0ffee",)
     assert ours.state_dir == str(tmp_path / "state")
-    assert ours.course_groups == {"students": "nbgrader-dl101", "graders": "formgrade-dl101"}
+    assert ours.context_groups == {"c0ffee": {"students": "nbgrader-dl101", "graders": "formgrade-dl101"}}
     assert c.Authenticator.allow_all is True and c.Authenticator.admin_users == {"root"}
     assert "NativeAuthenticator" not in c and "ClassroomAuthenticator" not in c
     assert app.load_groups == {"nbgrader-dl101": {"users": []}, "formgrade-dl101": {"users": []}}
@@ -92,3 +92,28 @@ def test_a_nonce_opens_once_and_names_stay_with_their_lms_user(tmp_path):
     ltistate.write(tmp_path / "state", "disabled.json", ["ada"])
     with pytest.raises(HTTPError, match="ada was dropped from this course"):
         lti.get_username(launch_claims())
+
+
+def test_a_launch_joins_the_offering_of_its_context_and_leaves_other_offerings_alone(tmp_path):
+    """On a hub with several courses each LMS context is one offering (`auth.lti13.courses`): a launch
+    puts its person in that offering's group for their role, on a real (in-memory) hub database."""
+    from jupyterhub import orm
+
+    platform = {**PLATFORM, "contexts": ["ctx-a", "ctx-adv"], "courses": {"ctx-a": "intro/a", "ctx-adv": "adv"}}
+    room = classroom_from({"courses": [{"id": "intro", "sections": [{"id": "a"}, {"id": "b"}]}, {"id": "adv"}],
+                           "auth": {"kind": "lti13", "lti13": platform}}, tmp_path / "state")
+    lti = ClassroomLTI13Authenticator(config=applied(room, make_facts()))
+    db = orm.new_session_factory("sqlite://")()
+    ada = orm.User(name="ada")
+    db.add(ada)
+    db.commit()
+
+    def groups() -> list[str]:
+        return sorted(group.name for group in ada.groups)
+
+    lti.join_course(db, ada, "student", lti.context_groups["ctx-a"])
+    assert groups() == ["nbgrader-intro-a"]
+    lti.join_course(db, ada, "ta", lti.context_groups["ctx-adv"])  # a TA in the other course
+    assert groups() == ["formgrade-adv", "nbgrader-intro-a"]
+    lti.join_course(db, ada, "ta", lti.context_groups["ctx-a"])  # promoted in intro/a: out of its students
+    assert groups() == ["formgrade-adv", "formgrade-intro-a"]

@@ -48,7 +48,7 @@ def user(name: str, *groups: str, uid: int = 3) -> SimpleNamespace:
     """What a spawner reads of JupyterHub's User (as tests/integration/test_gpu_spawner.py does)."""
     return SimpleNamespace(
         name=name, id=uid, escaped_name=name, url=f"/user/{name}/", base_url="/", settings={}, orm_user=None,
-        groups=[SimpleNamespace(name=g) for g in groups],
+        groups=[SimpleNamespace(name=g) for g in groups], admin=False,
     )
 
 

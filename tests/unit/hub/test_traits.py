@@ -107,7 +107,7 @@ def classroom_from(data: dict, state_dir: Path) -> Classroom:
 def student(name: str = "student1", groups: tuple[str, ...] = ()) -> SimpleNamespace:
     return SimpleNamespace(
         name=name, id=7, escaped_name=name, url=f"/user/{name}/", base_url="/", settings={}, orm_user=None,
-        groups=[SimpleNamespace(name=g) for g in groups],
+        groups=[SimpleNamespace(name=g) for g in groups], admin=False,
     )
 
 
@@ -157,6 +157,7 @@ def test_default_classroom_hub_traits(default_classroom, tmp_path):
     assert app.template_vars["course_welcome"].startswith("Sign in to open your own JupyterLab")
     assert app.template_vars["course_help_url"] == ""
     assert str(folder) in app.template_vars["state_dir_full_message"]
+    assert app.template_vars["offering_titles"] == {}  # one course: no list of courses on the home page
 
     proxy = c.ConfigurableHTTPProxy
     assert proxy.command == ["/usr/local/bin/configurable-http-proxy"]
@@ -177,7 +178,7 @@ def test_default_classroom_services_and_roles(default_classroom):
         "/opt/venv/bin/python", "-m", "jupyterhub_idle_culler", "--timeout=3600", "--cull-every=300",
     ]
     roles = {r["name"]: r for r in app.load_roles}
-    assert set(roles) == {"d2lhub-cli", "idle-culler"}
+    assert set(roles) == {"d2lhub-cli", "idle-culler", "d2l-graders"}
     assert roles["d2lhub-cli"]["services"] == ["d2lhub-cli"]
     assert roles["d2lhub-cli"]["scopes"] == [
         "admin:users", "admin:servers", "admin:groups", "list:users", "read:users", "access:servers",
@@ -361,7 +362,7 @@ def test_culler_off_and_lecture_prestart_on(tmp_path):
         "/opt/venv/bin/python", "-m", "d2lhub.cli", "prestart", "--on-schedule", "--config", "/srv/class/classroom.yaml",
     ]
     assert "api_token" not in services["lecture-prestart"]  # it reads the CLI's token from the state folder
-    assert [r["name"] for r in app.load_roles] == ["d2lhub-cli"]  # no culler, no culler role
+    assert [r["name"] for r in app.load_roles] == ["d2lhub-cli", "d2l-graders"]  # no culler, no culler role
 
 
 def test_culler_settings_reach_its_command(tmp_path):
@@ -416,3 +417,106 @@ def test_postgres_db_url_and_hub_settings(tmp_path):
     assert c.JupyterHub.concurrent_spawn_limit == 30
     assert c.Spawner.start_timeout == c.Spawner.http_timeout == 300
     assert c.DockerSpawner.prefix == "room-2"
+
+
+# Several courses and sections: hub groups per offering, graders' roles scoped to their students --------
+
+TERM = {
+    "courses": [
+        {"id": "intro", "name": "Intro to DL", "sections": [{"id": "a"}, {"id": "b"}]},
+        {"id": "adv", "name": "Advanced DL"},
+    ],
+    "auth": {"accounts": [
+        {"name": "root", "role": "admin"},
+        {"name": "prof", "role": "instructor", "courses": ["intro", "adv"]},
+        {"name": "tina", "role": "ta", "courses": ["intro/a"]},
+        {"name": "ann", "role": "student", "courses": ["intro/a", "adv"]},
+        {"name": "bob", "role": "student", "courses": ["intro/b"]},
+    ]},
+}
+
+
+def test_each_offering_has_its_own_groups_from_the_accounts_enrolment(tmp_path):
+    app = JupyterHub(config=applied(classroom_from(TERM, tmp_path / "state"), make_facts()))
+    assert app.load_groups == {
+        "nbgrader-intro-a": {"users": ["ann"]}, "formgrade-intro-a": {"users": ["prof", "tina"]},
+        "nbgrader-intro-b": {"users": ["bob"]}, "formgrade-intro-b": {"users": ["prof"]},
+        "nbgrader-adv": {"users": ["ann"]}, "formgrade-adv": {"users": ["prof"]},
+    }
+    assert "root" not in {name for group in app.load_groups.values() for name in group["users"]}
+    assert app.template_vars["offering_titles"] == {  # the home page lists a user's own
+        "nbgrader-intro-a": "Intro to DL (a)", "formgrade-intro-a": "Intro to DL (a), grading",
+        "nbgrader-intro-b": "Intro to DL (b)", "formgrade-intro-b": "Intro to DL (b), grading",
+        "nbgrader-adv": "Advanced DL", "formgrade-adv": "Advanced DL, grading",
+    }
+
+
+def test_graders_roles_reach_only_their_offerings_students_and_nobody_is_made_admin(tmp_path):
+    c = applied(classroom_from(TERM, tmp_path / "state"), make_facts())
+    assert c.Authenticator.admin_users == {"root"}  # instructors and TAs are not the hub's admins
+    roles = {r["name"]: r for r in JupyterHub(config=c).load_roles}
+    assert set(roles) == {"d2lhub-cli", "idle-culler", "intro-a-graders", "intro-b-graders", "adv-graders"}
+    assert roles["intro-a-graders"]["groups"] == ["formgrade-intro-a"]
+    assert roles["intro-a-graders"]["scopes"] == [
+        "access:servers!group=nbgrader-intro-a", "servers!group=nbgrader-intro-a", "list:users!group=nbgrader-intro-a",
+        "read:users!group=nbgrader-intro-a", "read:groups!group=nbgrader-intro-a",
+    ]
+    for role in (roles["intro-b-graders"], roles["adv-graders"]):
+        assert all(scope.endswith("!group=" + role["groups"][0].replace("formgrade-", "nbgrader-")) for scope in role["scopes"])
+    every = [scope for role in roles.values() if role["name"].endswith("-graders") for scope in role["scopes"]]
+    assert all("!group=nbgrader-" in scope for scope in every)  # never hub-wide
+    assert not any(scope.startswith(("admin", "admin-ui")) for scope in every)
+
+
+def test_several_courses_are_built_and_mounted_each_in_its_own_folder(tmp_path):
+    room = classroom_from(TERM, tmp_path / "state")
+    c = applied(room, make_facts())
+    assert c.ClassroomMixin.course_dir == str(tmp_path / "state" / "courses")
+    assert state.built_course(room, "adv") == tmp_path / "state" / "courses" / "adv"
+    one = classroom_from({}, tmp_path / "one")
+    assert state.built_course(one, "d2l") == tmp_path / "one" / "course"
+
+
+def test_sign_in_groups_map_to_offerings_with_oidc_and_lti(tmp_path):
+    oidc = {"issuer": "https://sso.example.edu", "client_id": "hub", "roles": {"admin": ["it"]},
+            "courses": {"intro/a": {"student": ["intro-a-students"], "ta": ["intro-a-tas"]},
+                        "intro": {"instructor": ["intro-staff"]}, "adv": {"student": ["adv-students"]}}}
+    room = classroom_from({**TERM, "auth": {"kind": "oidc", "oidc": oidc,
+                                            "accounts": [{"name": "bob", "role": "student", "courses": ["intro/b"]}]}},
+                          tmp_path / "state")
+    c = applied(room, make_facts(passwords={}, sign_in={"authorize_url": "a", "token_url": "t", "userdata_url": "u",
+                                                          "client_secret": "s"}))
+    assert c.ClassroomIdentity.course_memberships == {
+        "intro-a-students": ["nbgrader-intro-a"], "intro-a-tas": ["formgrade-intro-a"],
+        "intro-staff": ["formgrade-intro-a", "formgrade-intro-b"], "adv-students": ["nbgrader-adv"],
+    }
+    assert c.ClassroomIdentity.account_groups == {"bob": ["nbgrader-intro-b"]}
+    assert c.ClassroomIdentity.newcomer_groups == []  # several offerings: an allowed group alone joins none
+    assert "load_groups" not in c.JupyterHub
+
+    lti = {"issuer": "https://lms.example.edu", "client_id": "k", "deployment_id": "1", "jwks_url": "https://lms/jwks",
+           "auth_login_url": "https://lms/auth", "token_url": "https://lms/token", "contexts": ["ctx-a", "ctx-adv"],
+           "courses": {"ctx-a": "intro/a", "ctx-adv": "adv"}}
+    c = applied(classroom_from({**TERM, "auth": {"kind": "lti13", "lti13": lti}}, tmp_path / "lti"), make_facts())
+    assert c.ClassroomLTI13Authenticator.context_groups == {
+        "ctx-a": {"students": "nbgrader-intro-a", "graders": "formgrade-intro-a"},
+        "ctx-adv": {"students": "nbgrader-adv", "graders": "formgrade-adv"},
+    }
+
+
+@pytest.mark.parametrize("auth, words", [
+    ({"kind": "oidc", "oidc": {"issuer": "https://sso", "client_id": "h", "roles": {"student": ["all"]}}},
+     "auth.oidc.roles.student: with several courses or sections, people join one in `auth.oidc.courses`"),
+    ({"kind": "oidc", "oidc": {"issuer": "https://sso", "client_id": "h", "courses": {"intro": {"student": ["x"]}}}},
+     "auth.oidc.courses.intro: course intro has sections; name one (intro/a, intro/b)"),
+    ({"kind": "oidc", "oidc": {"issuer": "https://sso", "client_id": "h", "courses": {"nope": {"ta": ["x"]}}}},
+     "auth.oidc.courses.nope: no course or section 'nope'"),
+    ({"kind": "lti13", "lti13": {"issuer": "https://lms", "client_id": "k", "deployment_id": "1",
+                                 "jwks_url": "https://lms/j", "auth_login_url": "https://lms/a",
+                                 "token_url": "https://lms/t", "contexts": ["ctx-a", "ctx-b"], "courses": {"ctx-a": "adv"}}},
+     "auth.lti13.courses: with several courses or sections, name the course or section of context ctx-b"),
+])
+def test_sign_in_course_maps_are_checked(tmp_path, auth, words):
+    with pytest.raises(Exception) as refused:
+        classroom_from({**TERM, "auth": auth}, tmp_path / "state")
+    assert words in str(refused.value)

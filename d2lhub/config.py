@@ -22,7 +22,7 @@ from pydantic import (
 
 # ConfigError is raised by load, so callers import it from here with the rest
 from d2lhub.authconfig import NAME_PATTERN, Account, Auth  # noqa: F401 (the auth: section)
-from d2lhub.configfile import ConfigError, describe, read_mapping
+from d2lhub.configfile import ConfigError, describe, read_mapping, repeated
 from d2lhub.courses import Course, Offering, check_courses, check_sign_in, offerings
 from d2lhub.deadlines_config import known_zone
 from d2lhub.limits import (
@@ -33,7 +33,7 @@ from d2lhub.limits import (
     homes_here,
 )
 from d2lhub.network import Network
-from d2lhub.sizes import ByteSize, parse_size  # noqa: F401 (parse_size: callers import it from here)
+from d2lhub.sizes import ByteSize, parse_size
 
 
 class Https(Strict):
@@ -258,7 +258,7 @@ class Classroom(Strict):
         names = [p.name for p in self.profiles]
         if not names:
             raise ValueError("profiles: at least one profile is needed")
-        duplicates = sorted({n for n in names if names.count(n) > 1})
+        duplicates = repeated(names)
         if duplicates:
             raise ValueError(f"profiles: {', '.join(duplicates)} listed twice")
         gpu_profiles = [p.name for p in self.profiles if p.gpus]

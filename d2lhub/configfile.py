@@ -44,3 +44,8 @@ def describe(error: ValidationError, source: str) -> str:
         message = message.removeprefix("Value error, ")
         lines.append(f"{source}: {path}: {message}")
     return "\n".join(lines)
+
+
+def repeated(names: list[str] | tuple[str, ...]) -> list[str]:
+    """The names given more than once, sorted: what a `listed twice` error names."""
+    return sorted({name for name in names if names.count(name) > 1})

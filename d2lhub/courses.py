@@ -16,6 +16,7 @@ from pathlib import Path
 from pydantic import Field, field_validator
 
 from d2lhub.authconfig import NAME_PATTERN, Account, Auth
+from d2lhub.configfile import repeated
 from d2lhub.deadlines_config import known_zone
 from d2lhub.limits import Strict
 
@@ -64,7 +65,7 @@ class Course(Strict):
     @classmethod
     def sections_unique(cls, sections: tuple[Section, ...]) -> tuple[Section, ...]:
         ids = [s.id for s in sections]
-        duplicates = sorted({i for i in ids if ids.count(i) > 1})
+        duplicates = repeated(ids)
         if duplicates:
             raise ValueError(f"section {', '.join(duplicates)} listed twice")
         return sections
@@ -75,7 +76,7 @@ class Course(Strict):
         for name in names:
             if not name.strip() or "/" in name:
                 raise ValueError(f"data set name {name!r} is not a DATA_HUB key")
-        duplicates = sorted({n for n in names if names.count(n) > 1})
+        duplicates = repeated(names)
         if duplicates:
             raise ValueError(f"{', '.join(duplicates)} listed twice")
         return names
@@ -190,7 +191,7 @@ def enrolment(courses: tuple[Course, ...], account: Account) -> tuple[Offering, 
 def check_courses(courses: tuple[Course, ...], accounts: tuple[Account, ...]) -> None:
     """Every offering id unique and short enough, every account's enrolment valid."""
     ids = [o.id for o in offerings(courses)]
-    duplicates = sorted({i for i in ids if ids.count(i) > 1})
+    duplicates = repeated(ids)
     if duplicates:
         raise ValueError(f"courses: {', '.join(duplicates)} named twice (a course id, or `<course>-<section>`)")
     too_long = [i for i in ids if len(i) > OFFERING_ID_MAX]

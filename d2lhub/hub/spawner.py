@@ -23,7 +23,6 @@ from __future__ import annotations
 import asyncio
 import threading
 from concurrent.futures import ThreadPoolExecutor
-from html import escape
 from pathlib import Path
 
 import docker.errors
@@ -37,7 +36,7 @@ from traitlets.config import LoggingConfigurable
 from d2lhub import diskspace, homefs, labels
 from d2lhub.config import Profile
 from d2lhub.grading import layout
-from d2lhub.hub import chapters, firewall, gpus, homes, readiness
+from d2lhub.hub import chapters, firewall, gpus, homes, profileform, readiness
 from d2lhub.hub.facts import firewall_inputs
 from d2lhub.studentimage import DATA_MOUNT, HOME, STUDENT_GID
 
@@ -116,32 +115,12 @@ class ClassroomMixin(LoggingConfigurable):
     # Profiles -------------------------------------------------------------
 
     def allowed_profiles(self) -> list[Profile]:
-        groups = {group.name for group in self.user.groups}
-        return [p for p in self.classroom.profiles if not p.groups or groups.intersection(p.groups)]
+        return profileform.allowed(self.classroom, self.hub_groups())
 
     @default("options_form")
     def _profile_picker(self) -> str:
-        """The profiles this student may choose, as labelled radios; empty (no form) for one.
-
-        A `@default` so it replaces DockerSpawner's own default, an image picker.
-        """
-        profiles = self.allowed_profiles()
-        if len(profiles) <= 1:
-            return ""
-        choices = "\n".join(
-            f'<div class="form-check"><input class="form-check-input" type="radio" name="profile" '
-            f'id="profile-{p.name}" value="{p.name}" aria-describedby="profile-{p.name}-limits"'
-            f'{" checked" if i == 0 else ""}>'
-            f'<label class="form-check-label" for="profile-{p.name}">{escape(p.display_name)}</label> '
-            f'<small class="text-muted" id="profile-{p.name}-limits">{escape(self.describe_profile(p))}</small></div>'
-            for i, p in enumerate(profiles)
-        )
-        return f"<fieldset><legend>Choose your server</legend>{choices}</fieldset>"
-
-    def describe_profile(self, profile: Profile) -> str:
-        limits = self.classroom.limits_for(profile)
-        gpus_text = f", {profile.gpus} GPU{'s' if profile.gpus > 1 else ''}" if profile.gpus else ""
-        return f"{limits.cpu:g} CPU, {limits.memory / 2**30:.3g} GB memory{gpus_text}"
+        """A `@default`, so it replaces DockerSpawner's own default, an image picker."""
+        return profileform.picker(self.classroom, self.allowed_profiles())
 
     def options_from_form(self, formdata: dict) -> dict:
         """What the spawn form posted; a profile not offered to this student is refused here,
@@ -152,14 +131,7 @@ class ClassroomMixin(LoggingConfigurable):
         return {"profile": chosen} if chosen else {}
 
     def profile_named(self, name: str) -> Profile:
-        allowed = self.allowed_profiles()
-        for profile in allowed:
-            if profile.name == name:
-                return profile
-        offered = ", ".join(p.name for p in allowed) or "none"
-        if any(p.name == name for p in self.classroom.profiles):
-            raise ValueError(f"The server type {name!r} is not offered to {self.user.name} (offered: {offered}).")
-        raise ValueError(f"There is no server type {name!r} in this classroom (offered to {self.user.name}: {offered}).")
+        return profileform.named(self.classroom, self.allowed_profiles(), self.user.name, name)
 
     def chosen_profile(self) -> Profile:
         allowed = self.allowed_profiles()

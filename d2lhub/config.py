@@ -292,6 +292,13 @@ class Classroom(Strict):
                              "host only, not on a Swarm's other nodes: set network.egress: open with spawner.kind: swarm")
         return self
 
+    @model_validator(mode="after")
+    def homes_on_nodes_need_a_swarm(self) -> Classroom:
+        if self.spawner.homes == "node" and self.spawner.kind != "swarm":
+            raise ValueError("spawner.homes: node keeps each home on a Swarm node: it needs spawner.kind: swarm "
+                             "(on one host, leave spawner.homes out)")
+        return self
+
     def resolve(self, base: Path) -> Classroom:
         """Make relative paths relative to the folder holding classroom.yaml, not the cwd."""
 

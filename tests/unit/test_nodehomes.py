@@ -50,3 +50,8 @@ def test_records_are_kept_across_opens(tmp_path):
         held["ann"] = "node2"
     with nodehomes.records(room) as held:
         assert held == {"ann": "node2"}
+
+
+def test_homes_on_nodes_without_a_swarm_is_refused_by_name():
+    with pytest.raises(ValueError, match="spawner.homes: node keeps each home on a Swarm node: it needs spawner.kind: swarm"):
+        Classroom.model_validate({"spawner": {"homes": "node"}})

@@ -76,8 +76,12 @@ def inner(node: str, script: str, check: bool = True, timeout: float = 120) -> s
 
 def ensure_manager(client: docker.DockerClient, address: str) -> bool:
     """This engine as a Swarm manager the nodes reach at `address`; True when the Swarm was made here."""
-    swarm = client.info()["Swarm"]
+    info = client.info()
+    swarm = info["Swarm"]
     if swarm["LocalNodeState"] == "inactive":
+        if info.get("LiveRestoreEnabled"):
+            raise TestbedError("this engine has live-restore on, which Docker refuses in a Swarm: set \"live-restore\": "
+                               "false in /etc/docker/daemon.json and reload it (kill -HUP $(cat /var/run/docker.pid))")
         client.swarm.init(advertise_addr=address, listen_addr=f"{address}:2377")
         return True
     if not swarm.get("ControlAvailable"):

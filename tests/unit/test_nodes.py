@@ -85,3 +85,4 @@ def test_free_room_is_what_the_running_servers_leave():
     assert fits_on(gpu_node, classroom(), "cpu", holding) == 24  # 32 - 8 cores
     full = NodeUse(students=("a",), cpus=31.5, memory=0)
     assert fits_on(gpu_node, classroom(), "cpu", full) == 0  # half a core is no room for a 1-core server
+

@@ -9,7 +9,6 @@ file. Each field's `description` is what docs/admin.md says about its key
 
 from __future__ import annotations
 
-from ipaddress import IPv4Network
 from pathlib import Path
 from typing import Literal
 
@@ -34,6 +33,7 @@ from d2lhub.limits import (
 )
 from d2lhub.network import Network
 from d2lhub.sizes import ByteSize, parse_size
+from d2lhub.spawnerconfig import Spawner
 
 
 class Https(Strict):
@@ -174,46 +174,6 @@ class Prestart(Strict):
         return name and known_zone(name)
 
 
-class Spawner(Strict):
-    instance: str = Field(
-        "d2lhub",
-        pattern=r"^[a-z0-9][a-z0-9_.-]{0,40}$",
-        description="names and labels the network, containers and volumes of this hub",
-    )
-    uid_base: int = Field(
-        20000, ge=1001,
-        description="students' uids are handed out above it, once per name, kept in state_dir/uids.json and never "
-        "reused (an existing home volume's uid is kept); also the graders' group id",
-    )
-    docker_workers: int = Field(8, ge=1, le=64, description="Docker calls run in parallel, at most this many")
-    firewall: bool = Field(True, description="fence student containers in with iptables: no private ranges, no "
-                           "cloud metadata, only the hub's API port on the host, and network.egress "
-                           "(needs root on the host)")
-    kind: Literal["docker", "swarm"] = Field(
-        "docker", description="docker: containers on this host; swarm: services on the Swarm this engine manages"
-    )
-    hub_address: str = Field("", pattern=r"^[0-9a-zA-Z.:-]*$", description="swarm: the address student servers "
-                             "reach the hub at (the manager's LAN address); empty: the Swarm's advertised address, "
-                             "or this host's docker0 gateway on a single node")
-    registry: str = Field(
-        "",
-        pattern=r"^([0-9a-zA-Z.-]+:[0-9]{1,5})?$",
-        description="swarm: HOST:PORT where nodes reach the hub's own registry (Debian's docker-registry, TLS with "
-        "the hub's certificate); the hub pushes the student images there and services name them by digest; "
-        "empty: by local image ID (every node must hold the image)",
-    )
-    volume_driver: str = Field("local", min_length=1, description="driver of home and data volumes")
-    volume_options: dict[str, str] = Field(
-        {},
-        description="driver options of home and data volumes; {volume} becomes the volume's name "
-        "(NFS: {type: nfs, o: 'addr=HOST,rw,nfsvers=4', device: ':/export/d2lhub/{volume}'})",
-    )
-    blocked_networks: tuple[IPv4Network, ...] = Field(
-        tuple(IPv4Network(n) for n in ("169.254.0.0/16", "10.0.0.0/8", "172.16.0.0/12", "192.168.0.0/16", "100.64.0.0/10")),
-        description="destinations students may not reach: cloud metadata and private ranges",
-    )
-
-
 class Classroom(Strict):
     course: Course = Field(Course(), description="the course: its name on the hub's pages, its chapters, data and "
                            "exercises; with `courses`, the first of them")
@@ -306,6 +266,13 @@ class Classroom(Strict):
         if self.network.egress != "open" and self.spawner.kind == "swarm":
             raise ValueError(f"network.egress: {self.network.egress} is kept by a proxy and packet rules on the hub's "
                              "host only, not on a Swarm's other nodes: set network.egress: open with spawner.kind: swarm")
+        return self
+
+    @model_validator(mode="after")
+    def homes_on_nodes_need_a_swarm(self) -> Classroom:
+        if self.spawner.homes == "node" and self.spawner.kind != "swarm":
+            raise ValueError("spawner.homes: node keeps each home on a Swarm node: it needs spawner.kind: swarm "
+                             "(on one host, leave spawner.homes out)")
         return self
 
     def resolve(self, base: Path) -> Classroom:

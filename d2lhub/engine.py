@@ -191,6 +191,28 @@ class Node:
         )
 
 
+@dataclass(frozen=True)
+class NodeUse:
+    """What this hub's running servers take on one node."""
+
+    students: tuple[str, ...] = ()
+    cpus: float = 0
+    memory: int = 0
+    gpus: tuple[str, ...] = ()  # the GPU ids assigned, once per student holding them
+
+
+def fits_on(node: Node, classroom: Classroom, profile_name: str, use: NodeUse = NodeUse()) -> int:
+    """Students of one profile that fit on a node at once (beside `use`): the scarcest of CPU, memory and GPU slots."""
+    profile = classroom.profile(profile_name)
+    limits = classroom.limits_for(profile)
+    if not node.schedulable:
+        return 0
+    counts = [int((node.cpus - use.cpus + 1e-9) // limits.cpu), (node.memory - use.memory) // limits.memory]
+    if profile.gpus:
+        counts.append((len(node.gpus) * classroom.gpus.students_per_gpu - len(use.gpus)) // profile.gpus)
+    return max(0, min(counts))
+
+
 def node_address(attrs: dict) -> str:
     """Where the hub reaches a node's published ports: its Swarm address (a manager may report 0.0.0.0)."""
     address = attrs.get("Status", {}).get("Addr") or ""

@@ -58,7 +58,8 @@ def down(config_file: ConfigOption = DEFAULT_CONFIG) -> None:
 
 
 def status(config_file: ConfigOption = DEFAULT_CONFIG) -> None:
-    """Who is running where: users, server state, container, image."""
+    """Who is running where: users, server state, container, image; on a Swarm, each node with its students,
+    the GPUs in use and how many more students fit."""
     classroom = common.load(config_file)
     common.require_hub(classroom)
     homes = common.run_or_fail(lambda: quotas.home_usage(classroom), homefs.QuotaError)
@@ -68,6 +69,11 @@ def status(config_file: ConfigOption = DEFAULT_CONFIG) -> None:
         ((row.user, row.role, row.server, row.container, row.image, row.last_activity, homes.get(row.user, "-"))
          for row in hubprocess.status(classroom)),
     )
+    if classroom.spawner.kind == "swarm":
+        from d2lhub.cli.scaleout import show_nodes
+        from d2lhub.ops.nodes import NodeError
+
+        common.run_or_fail(lambda: show_nodes(classroom, engine.docker_client()), NodeError)
 
 
 def quota(

@@ -44,22 +44,50 @@ def swarm_client():
     return engine.docker_client()
 
 
-@nodes_app.command("list")
-def nodes_list(config_file: ConfigOption = DEFAULT_CONFIG) -> None:
-    """The Swarm's nodes, their resources and GPUs, and how many students fit at once per profile."""
-    classroom = common.load(config_file)
-    found = common.run_or_fail(lambda: nodes.list_nodes(swarm_client()), nodes.NodeError)
+def show_nodes(classroom, client) -> None:
+    """Each node: its resources, this hub's students there, the GPUs they hold, the students of each
+    profile that still fit, and whether the students' packet rules are kept there."""
+    from d2lhub.ops import nodeguard
+
+    found = nodes.list_nodes(client)
+    used = nodes.usage(client, classroom.spawner.instance)
+    guards = nodeguard.guarded_nodes(client, classroom.spawner.instance)
+    hub_node = client.info()["Swarm"].get("NodeID")
+
+    def rules(node) -> str:
+        if not classroom.spawner.firewall:
+            return "off"
+        return "the hub's" if node.id == hub_node else guards.get(node.id, "missing")
+
+    rows = []
+    for node in found:
+        use = used.get(node.id, nodes.NodeUse())
+        rows.append((
+            node.hostname, node.role, f"{node.state}/{node.availability}", f"{node.cpus:g}",
+            f"{node.memory / 1024**3:.1f}G", ",".join(node.gpus) or "-", ",".join(sorted(use.gpus)) or "-",
+            str(len(use.students)), rules(node),
+            *(str(nodes.fits_on(node, classroom, p.name, use)) for p in classroom.profiles),
+        ))
     common.table(
         "Swarm nodes",
-        ("node", "role", "state", "availability", "CPUs", "memory", "GPUs",
-         *(f"fits: {p.name}" for p in classroom.profiles)),
-        ((node.hostname, node.role, node.state, node.availability, f"{node.cpus:g}", f"{node.memory / 1024**3:.1f}G",
-          ",".join(node.gpus) or "-", *(str(nodes.fits_on(node, classroom, p.name)) for p in classroom.profiles))
-         for node in found),
+        ("node", "role", "state", "CPUs", "memory", "GPUs", "GPUs in use", "students", "packet rules",
+         *(f"free: {p.name}" for p in classroom.profiles)),
+        rows,
     )
+    for node in found:
+        if students := used.get(node.id, nodes.NodeUse()).students:
+            typer.echo(f"on {node.hostname}: {', '.join(students)}")
     totals = nodes.capacity(found, classroom)
     typer.echo("capacity (students at once, if all chose it): "
                + ", ".join(f"{name} {count}" for name, count in totals.items()))
+
+
+@nodes_app.command("list")
+def nodes_list(config_file: ConfigOption = DEFAULT_CONFIG) -> None:
+    """The Swarm's nodes: resources and GPUs, the students on each and the GPUs they hold, how many more
+    students fit per profile, and whether the students' packet rules are kept there."""
+    classroom = common.load(config_file)
+    common.run_or_fail(lambda: show_nodes(classroom, swarm_client()), nodes.NodeError)
 
 
 @nodes_app.command("add")
@@ -94,7 +122,8 @@ def nodes_drain(
     yes: Annotated[bool, typer.Option("--yes", help="drain even with students running there")] = False,
     config_file: ConfigOption = DEFAULT_CONFIG,
 ) -> None:
-    """Stop scheduling on a node; warns first when students' servers run there (draining stops them)."""
+    """Stop scheduling on a node; warns first when students' servers run there (draining stops them). With
+    spawner.homes: node, the homes it holds then move to the other nodes."""
     classroom = common.load(config_file)
     client = swarm_client()
     try:
@@ -103,6 +132,9 @@ def nodes_drain(
             raise common.fail(f"{len(running)} student server(s) run on {hostname} ({', '.join(running)}); "
                        "draining stops them: ask them to save, then run again with --yes")
         nodes.drain(client, hostname)
+        typer.echo(f"{hostname} drained" + (f"; {len(running)} server(s) stopped" if running else ""))
+        if classroom.spawner.homes == "node":
+            moved = nodes.move_homes(client, classroom, hostname, say=typer.echo)
+            typer.echo(f"{len(moved)} home(s) moved off {hostname}; it may leave the Swarm now")
     except nodes.NodeError as exc:
         raise common.fail(str(exc)) from None
-    typer.echo(f"{hostname} drained" + (f"; {len(running)} server(s) stopped" if running else ""))

@@ -71,6 +71,23 @@ def rules(
     return forward + host
 
 
+def node_rules(instance: str, bridge: str, hub_address: str, hub_port: int, blocked: tuple[str, ...]) -> list[Rule]:
+    """The rules on a Swarm node other than the hub's host (d2lhub.ops.nodeguard keeps them there).
+
+    The same fence as `rules` with `apart`, where the hub is another machine: its API port is
+    reached through the bridge (forwarded, not answered by this host), replies to the hub's
+    connections pass the private-range drops, and a new connection into the bridge (a published
+    port) is let in only from the hub's address. This host answers the bridge nothing.
+    """
+    comment, hub = tag(instance), f"{hub_address}/32"
+    first = [
+        Rule("DOCKER-USER", ("-i", bridge, "-m", "conntrack", "--ctstate", "RELATED,ESTABLISHED", *comment, "-j", "RETURN")),
+        Rule("DOCKER-USER", ("-i", bridge, "-d", hub, "-p", "tcp", "--dport", str(hub_port), *comment, "-j", "RETURN")),
+        Rule("DOCKER-USER", ("!", "-s", hub, "-o", bridge, "-m", "conntrack", "--ctstate", "NEW", *comment, "-j", "DROP")),
+    ]
+    return first + [rule for rule in rules(instance, bridge, hub_port, blocked, apart=True) if "--dport" not in rule.spec]
+
+
 def iptables(*args: str, check: bool = True) -> subprocess.CompletedProcess:
     binary = shutil.which("iptables")
     if binary is None:

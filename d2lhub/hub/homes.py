@@ -20,6 +20,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+import docker
 import docker.errors
 
 from d2lhub import engine, homefs, identity, labels
@@ -52,21 +53,32 @@ def student_uid(client, classroom: Classroom, volume: str, user: str) -> int:
 
 
 def prepare(client, classroom: Classroom, volume: str, user: str, uid: int, image: str,
-            limit: int | None = None) -> str:
+            limit: int | None = None, node: docker.DockerClient | None = None) -> str:
     """Create `volume` owned by `uid`, or make an existing one `uid`'s; says what it did ('' for nothing).
 
+    `node`: the engine of the Swarm node that holds the home (`spawner.homes: node`, d2lhub.hub.nodehomes),
+    whose APIClient `client` then is: a plain volume there, its files never seen from this host.
     The marker folder keeps the volume non-empty: Docker copies the image's (root-owned)
     folder over an empty volume at every mount, which would undo the ownership.
     """
     found = inspect(client, volume)
+    owned = {labels.INSTANCE: classroom.spawner.instance, labels.USER: user, labels.UID: str(uid)}
+    if node is not None:
+        if found is None:
+            client.create_volume(volume, driver="local", labels=owned)
+            own_in_container(classroom, volume, uid, image, node)
+            return "Created your home volume"
+        if identity.label_uid(found.get("Labels")) == uid:
+            return ""
+        own_in_container(classroom, volume, uid, image, node)
+        return f"Your home volume is yours (uid {uid}) again, nothing deleted"
     files = Path((found or {}).get("Mountpoint") or "/nonexistent")  # where this host sees the home's files
     if homefs.enabled(classroom):  # a limited subvolume, (re)limited at every start (a changed profile, `d2lhub quota`)
         path = homefs.home_path(classroom, volume)
         new = homefs.make_home(path, uid)
         homefs.set_limit(path, limit)
         if found is None:
-            client.create_volume(volume, driver="local", driver_opts=bind_options(path),
-                                 labels={labels.INSTANCE: classroom.spawner.instance, labels.USER: user, labels.UID: str(uid)})
+            client.create_volume(volume, driver="local", driver_opts=bind_options(path), labels=owned)
             return "Created your home volume" if new else ""
         if not bound_to(found, path):
             raise HomeRefused(f"The home volume {volume} is not on the homes file system yet: "
@@ -74,10 +86,7 @@ def prepare(client, classroom: Classroom, volume: str, user: str, uid: int, imag
         files = path  # a bind volume's own mount point is empty until a container mounts it
     elif found is None:
         _, options = engine.volume_driver(classroom, volume)
-        created = engine.make_volume(
-            client, classroom, volume,
-            {labels.INSTANCE: classroom.spawner.instance, labels.USER: user, labels.UID: str(uid)},
-        )
+        created = engine.make_volume(client, classroom, volume, owned)
         if options or not own_on_host(Path(created.get("Mountpoint") or "/nonexistent"), uid):
             own_in_container(classroom, volume, uid, image)
         return "Created your home volume"
@@ -160,7 +169,8 @@ def own_on_host(mountpoint: Path, uid: int) -> bool:
     return True
 
 
-def own_in_container(classroom: Classroom, volume: str, uid: int, image: str) -> None:
+def own_in_container(classroom: Classroom, volume: str, uid: int, image: str,
+                     client: docker.DockerClient | None = None) -> None:
     """A throwaway root container makes the home the student's: every file in it (links themselves,
     never their targets), the home folder last, so a home owned right was put right in full.
     Skipped inside when the home folder already belongs to `uid` (a label older than a fix)."""
@@ -170,7 +180,7 @@ def own_in_container(classroom: Classroom, volume: str, uid: int, image: str) ->
         f"mkdir -p {HOME}/{MARKER} && find {HOME} -mindepth 1 -exec chown -h {owner} {{}} + "
         f"&& chown {owner} {HOME} && chmod 700 {HOME}"
     )
-    client = engine.docker_client(timeout=600)
+    client = client or engine.docker_client(timeout=600)  # this host's, or the node's that holds the home
     container = client.containers.create(
         image,
         entrypoint=["/bin/sh", "-c"],

@@ -9,6 +9,7 @@ from dockerspawner import SwarmSpawner
 
 from d2lhub import engine, labels
 from d2lhub.grading import layout
+from d2lhub.hub import homes, nodehomes
 from d2lhub.hub.spawner import ClassroomMixin
 from d2lhub.studentimage import STUDENT_GID
 
@@ -73,6 +74,8 @@ class ClassroomSwarmSpawner(ClassroomMixin, SwarmSpawner):
                 found.append(Mount(bind["bind"], source, type="bind", read_only=read_only))
                 continue
             driver, options = engine.volume_driver(self.classroom, source)
+            if source == self.home_volume and self.classroom.spawner.homes == "node":
+                driver, options = "local", {}  # a plain volume on the node that holds it (nodehomes)
             config = DriverConfig(driver, options) if options or driver != "local" else None
             found.append(
                 Mount(bind["bind"], source, type="volume", read_only=read_only, driver_config=config,
@@ -97,8 +100,42 @@ class ClassroomSwarmSpawner(ClassroomMixin, SwarmSpawner):
         elif self.classroom.gpus.reserve_nodes:
             constraints = [f"node.labels.{labels.NODE_GPU_FLAG}!=true"]
         self.extra_placement_spec = {"constraints": constraints}
+        self._assignment = assignment
         self.extra_task_spec = {"restart_policy": RestartPolicy(condition="none")}  # a dead server is the hub's to notice
         self.extra_endpoint_spec = {"ports": [{"Protocol": "tcp", "TargetPort": self.port, "PublishMode": "host"}]}
+
+    _assignment = None
+
+    def _prepare_home(self) -> str:
+        """With `spawner.homes: node`, the home on its node (chosen now for a new one, or the GPUs' node),
+        made there through that node's engine, and the server pinned to it (d2lhub.hub.nodehomes)."""
+        if self.classroom.spawner.homes != "node":
+            return super()._prepare_home()
+        found = {n.hostname: n for n in (engine.Node.from_swarm(attrs) for attrs in self.client.nodes())}
+        hub_hostname = self.client.info()["Name"]
+        wanted = self._assignment.host if self._assignment else None
+        with nodehomes.records(self.classroom) as held:
+            was = held.get(self.user.name)
+            if was is None:
+                held[self.user.name] = wanted or nodehomes.choose(
+                    list(found.values()), self.classroom, self.chosen_profile(), held).hostname
+            elif wanted is None and not (was in found and found[was].schedulable):
+                raise homes.HomeRefused(f"Your home is on node {was}, which is not taking servers now: the course "
+                                        f"admin runs `d2lhub nodes drain {was}`, which moves its homes to other nodes.")
+            elif wanted:
+                held[self.user.name] = wanted
+        where = held[self.user.name]
+        image = pinned_image(self.client.inspect_image(self.image), self.image, self.classroom.spawner.registry)
+        node = nodehomes.engine_for(self.classroom, where, hub_hostname)
+        nodehomes.ensure_image(node, image)
+        told = ""
+        if was is not None and was != where:  # the GPUs are on another node: the home follows
+            nodehomes.move(self.classroom, self.home_volume, self.uid,
+                           nodehomes.engine_for(self.classroom, was, hub_hostname), node, image)
+            told = f"Moved your home from {was} to {where}. "
+        done = homes.prepare(node.api, self.classroom, self.home_volume, self.user.name, self.uid, image, node=node)
+        self.extra_placement_spec["constraints"] = [*self.extra_placement_spec["constraints"], f"node.hostname=={where}"]
+        return told + (f"{done} on {where}" if done else f"Your home is on {where}")
 
     def _docker(self, method, *args, **kwargs):
         if method == "create_service":

@@ -221,12 +221,12 @@ def ensure_all(classroom: Classroom, say: Say = _default_say) -> dict[str, str]:
     ensure_base_image(client, classroom, say=say)
     tags = ensure_images(client, classroom, say=say)
     ensure_network(client, classroom.spawner.instance, classroom.spawner.instance)
-    if classroom.spawner.kind == "swarm" and classroom.spawner.registry:
-        from d2lhub.ops import (
-            registry,  # only a Swarm classroom with a registry needs it
-        )
+    if classroom.spawner.kind == "swarm":
+        from d2lhub.ops import nodeguard, registry  # only a Swarm classroom needs them
 
-        registry.serve_images(client, classroom, tags, say=say)
+        if classroom.spawner.registry:
+            registry.serve_images(client, classroom, tags, say=say)
+        nodeguard.ensure(client, classroom, say=say)  # the packet rules on every other node
     return tags
 
 

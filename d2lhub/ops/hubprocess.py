@@ -161,6 +161,8 @@ def swarm_servers(client, classroom: Classroom) -> dict[str, tuple[str, str]]:
     found = {}
     for service in client.services.list(filters=labels.labelled(classroom.spawner.instance)):
         spec = service.attrs["Spec"]
+        if labels.USER not in (spec.get("Labels") or {}):  # the hub's other services (the nodes' packet rules)
+            continue
         tasks = service.tasks(filters={"desired-state": "running"})
         node = hostnames.get(tasks[0].get("NodeID"), "?") if tasks else "no node yet"
         image = spec["TaskTemplate"]["ContainerSpec"]["Image"]

@@ -7,13 +7,16 @@ constraints match (Swarm constraints compare values; they cannot ask "label not 
 
 from __future__ import annotations
 
+import time
+
 import docker
 import docker.errors
 
 from d2lhub import labels
 from d2lhub.config import Classroom
-from d2lhub.engine import Node
+from d2lhub.engine import Node, NodeUse, fits_on
 from d2lhub.ops import registry
+from d2lhub.studentimage import built_image
 
 NOT_MANAGER = "this Docker engine is not a Swarm manager: run `docker swarm init` here first"
 
@@ -22,21 +25,27 @@ class NodeError(Exception):
     """The engine is not a Swarm manager, or a node is unknown; the message says what to do."""
 
 
-def fits_on(node: Node, classroom: Classroom, profile_name: str) -> int:
-    """Students of one profile that fit on a node at once: the scarcest of CPU, memory and GPU slots."""
-    profile = classroom.profile(profile_name)
-    limits = classroom.limits_for(profile)
-    if not node.schedulable:
-        return 0
-    counts = [int(node.cpus // limits.cpu), node.memory // limits.memory]
-    if profile.gpus:
-        counts.append(len(node.gpus) * classroom.gpus.students_per_gpu // profile.gpus)
-    return max(0, min(counts))
-
-
 def capacity(nodes: list[Node], classroom: Classroom) -> dict[str, int]:
     """Per profile: how many students fit at once if everyone chose it."""
     return {p.name: sum(fits_on(node, classroom, p.name) for node in nodes) for p in classroom.profiles}
+
+
+def usage(client: docker.DockerClient, instance: str) -> dict[str, NodeUse]:
+    """Node ID -> the students whose servers run there, with the CPUs, memory and GPUs they hold."""
+    found: dict[str, NodeUse] = {}
+    for service in client.services.list(filters=labels.labelled(instance)):
+        spec = service.attrs["Spec"]
+        tags = spec.get("Labels") or {}
+        if labels.USER not in tags:  # the hub's other services (the nodes' packet rules)
+            continue
+        limits = spec["TaskTemplate"].get("Resources", {}).get("Limits", {})
+        gpus = tuple(gpu for gpu in tags.get(labels.SERVER_GPUS, "").split(",") if gpu)
+        for task in service.tasks(filters={"desired-state": "running"}):
+            was = found.get(task.get("NodeID", ""), NodeUse())
+            found[task.get("NodeID", "")] = NodeUse(
+                tuple(sorted((*was.students, tags[labels.USER]))), was.cpus + limits.get("NanoCPUs", 0) / 1e9,
+                was.memory + limits.get("MemoryBytes", 0), was.gpus + gpus)
+    return found
 
 
 def swarm_nodes(client: docker.DockerClient) -> list:
@@ -93,14 +102,7 @@ def label(client: docker.DockerClient, hostname: str, added: dict[str, str]) -> 
 
 def students_on(client: docker.DockerClient, hostname: str, instance: str) -> list[str]:
     """Students whose servers run on a node (the Swarm spawner's tasks of this hub)."""
-    node = find(client, hostname)
-    services = {s.id: s for s in client.services.list(filters=labels.labelled(instance))}
-    names = []
-    for task in client.api.tasks(filters={"node": node.id, "desired-state": "running"}):
-        service = services.get(task.get("ServiceID"))
-        if service is not None:
-            names.append(service.attrs["Spec"].get("Labels", {}).get(labels.USER, service.name))
-    return sorted(names)
+    return list(usage(client, instance).get(find(client, hostname).id, NodeUse()).students)
 
 
 def drain(client: docker.DockerClient, hostname: str) -> None:
@@ -108,3 +110,38 @@ def drain(client: docker.DockerClient, hostname: str) -> None:
     spec = dict(node.attrs["Spec"])
     spec["Availability"] = "drain"
     node.update(spec)
+
+
+def move_homes(client: docker.DockerClient, classroom: Classroom, hostname: str, say=print,
+               wait_seconds: float = 120) -> list[str]:
+    """Every home a drained node holds (`spawner.homes: node`), moved to the other nodes with the most room,
+    once its servers have stopped; the students whose homes moved."""
+    from d2lhub.hub import nodehomes  # only a classroom with homes on its nodes needs it
+    from d2lhub.hub.swarmspawner import pinned_image
+
+    instance = classroom.spawner.instance
+    hub_hostname = client.info()["Name"]
+    source = nodehomes.engine_for(classroom, hostname, hub_hostname)
+    servers = {"label": [f"{labels.INSTANCE}={instance}", labels.USER], "status": "running"}
+    deadline = time.monotonic() + wait_seconds
+    while running := source.containers.list(filters=servers):
+        if time.monotonic() > deadline:
+            raise NodeError(f"servers still run on {hostname} after {wait_seconds:.0f} s "
+                            f"({', '.join(c.labels[labels.USER] for c in running)}): their homes stay there; "
+                            "run the drain again")
+        time.sleep(1)
+    tag = built_image(classroom, client)
+    image = pinned_image(client.api.inspect_image(tag), tag, classroom.spawner.registry)
+    others = [node for node in list_nodes(client) if node.hostname != hostname]
+    with nodehomes.records(classroom) as held:
+        leaving = sorted(user for user, where in held.items() if where == hostname)
+    for user in leaving:
+        [volume] = source.volumes.list(filters={"label": [f"{labels.INSTANCE}={instance}", f"{labels.USER}={user}"]})
+        with nodehomes.records(classroom) as held:
+            target = nodehomes.choose(others, classroom, classroom.profiles[0], held).hostname
+        nodehomes.move(classroom, volume.name, nodehomes.uid_of(source, volume.name), source,
+                       nodehomes.engine_for(classroom, target, hub_hostname), image)
+        with nodehomes.records(classroom) as held:
+            held[user] = target
+        say(f"moved {user}'s home ({volume.name}) from {hostname} to {target}")
+    return leaving

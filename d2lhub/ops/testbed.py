@@ -16,6 +16,7 @@ was there is kept, only the test bed's nodes are removed from it.
 from __future__ import annotations
 
 import argparse
+import shutil
 import subprocess
 import time
 from dataclasses import dataclass, field
@@ -31,6 +32,7 @@ from d2lhub.ops import nodes, registry
 MADE_SWARM = "org.d2lhub.testbed-made-swarm"  # on the test bed's network: leave the Swarm on removal
 MADE_GWBRIDGE = "org.d2lhub.testbed-made-gwbridge"  # ... and remove the bridge its init made
 GWBRIDGE = "docker_gwbridge"  # `docker swarm init` makes it, `leave` does not remove it
+SOCKETS = Path("/run/d2lhub-testbed")  # each node's engine socket, seen from this host
 NODE_FLAGS = [
     "--cap-add", "ALL", "--cap-drop", "SYS_RESOURCE",
     "--security-opt", "seccomp=unconfined", "--security-opt", "apparmor=unconfined",
@@ -52,6 +54,16 @@ class Testbed:
     def node_name(self, index: int) -> str:
         return f"{self.name}-node{index}"
 
+    @property
+    def sockets(self) -> Path:
+        """Where this host reaches each node's engine (a second socket of its dockerd), as an admin's
+        hub reaches a real node's over ssh: `spawner.node_engine` is `node_engine`."""
+        return SOCKETS / self.name
+
+    @property
+    def node_engine(self) -> str:
+        return f"unix://{self.sockets}/{{node}}/docker.sock"
+
 
 def docker_cli(*args: str, check: bool = True, timeout: float = 120) -> subprocess.CompletedProcess:
     return subprocess.run(["docker", *args], check=check, capture_output=True, text=True, timeout=timeout)
@@ -64,8 +76,12 @@ def inner(node: str, script: str, check: bool = True, timeout: float = 120) -> s
 
 def ensure_manager(client: docker.DockerClient, address: str) -> bool:
     """This engine as a Swarm manager the nodes reach at `address`; True when the Swarm was made here."""
-    swarm = client.info()["Swarm"]
+    info = client.info()
+    swarm = info["Swarm"]
     if swarm["LocalNodeState"] == "inactive":
+        if info.get("LiveRestoreEnabled"):
+            raise TestbedError("this engine has live-restore on, which Docker refuses in a Swarm: set \"live-restore\": "
+                               "false in /etc/docker/daemon.json and reload it (kill -HUP $(cat /var/run/docker.pid))")
         client.swarm.init(advertise_addr=address, listen_addr=f"{address}:2377")
         return True
     if not swarm.get("ControlAvailable"):
@@ -80,11 +96,13 @@ def start_node(bed: Testbed, index: int, image: str, shared: tuple[Path, ...] = 
     node = bed.node_name(index)
     same_path = [arg for folder in shared for arg in ("-v", f"{folder}:{folder}")]
     docker_cli("volume", "create", "--label", f"{labels.INSTANCE}={bed.name}", node)
+    (bed.sockets / node).mkdir(parents=True, exist_ok=True)
     docker_cli(
         "run", "-d", "--name", node, "--hostname", node, "--network", bed.name,
         "--label", f"{labels.INSTANCE}={bed.name}", "--label", f"{labels.ROLE}=testbed-node",
-        *NODE_FLAGS, "-v", f"{node}:/var/lib/docker", *same_path, image,
+        *NODE_FLAGS, "-v", f"{node}:/var/lib/docker", "-v", f"{bed.sockets / node}:/outside", *same_path, image,
         "dockerd", "--cgroup-parent", f"/{node}", "--host", "unix:///var/run/docker.sock",
+        "--host", "unix:///outside/docker.sock",
     )
     return node
 
@@ -173,6 +191,7 @@ def down(client: docker.DockerClient, name: str) -> None:
             docker_cli("network", "rm", GWBRIDGE, check=False)
     if network is not None:
         network.remove()
+    shutil.rmtree(SOCKETS / name, ignore_errors=True)
 
 
 def main() -> None:
@@ -197,8 +216,9 @@ def main() -> None:
     add_workers(client, bed, args.workers, nodes.join_script(client, classroom), gpus, shared)
     print(f"\nA Swarm of {1 + len(bed.workers)} engines: this host (manager, {bed.address}) and {', '.join(bed.workers)}.")
     if classroom is None or classroom.spawner.registry != f"{bed.address}:5000":
-        print(f"In classroom.yaml set spawner: {{kind: swarm, hub_address: {bed.address}, registry: \"{bed.address}:5000\"}}"
-              " and run `make cluster` again (the nodes then trust the registry), then `make up`.")
+        print(f"In classroom.yaml set spawner: {{kind: swarm, hub_address: {bed.address}, registry: \"{bed.address}:5000\", "
+              f"homes: node, node_engine: \"{bed.node_engine}\"}} and run `make cluster` again (the nodes then trust "
+              "the registry), then `make up`.")
     print("`d2lhub nodes list` shows the nodes; `make cluster-down` removes them.")
 
 

@@ -80,7 +80,10 @@ def remove_labelled(client, instance_filter, cutoff: datetime | None = None, bus
     # ignore_removed: other runs on this engine remove their own containers meanwhile
     for container in client.containers.list(all=True, filters={"label": labels.INSTANCE}, ignore_removed=True):
         if wanted(container.labels, container.attrs):
-            container.remove(force=True)
+            try:
+                container.remove(force=True)
+            except docker.errors.NotFound:  # a removed service's task container, gone meanwhile
+                pass
     for volume in client.volumes.list(filters={"label": labels.INSTANCE}):
         if wanted(volume.attrs.get("Labels"), volume.attrs):
             try:

@@ -87,3 +87,17 @@ def test_a_changed_policy_is_not_in_place(monkeypatch):
     assert firewall.in_place("d2l", "br-0123456789ab", 8081, blocked)
     assert not firewall.in_place("d2l", "br-0123456789ab", 8081, blocked, egress="allowlist", proxy_port=8082)
     assert not firewall.in_place("d2l", "br-0123456789ab", 8081, blocked, egress="none", proxy_port=8082)
+
+
+def test_a_worker_node_forwards_only_to_the_hubs_api_and_lets_only_the_hub_in():
+    bridge = "br-0123456789ab"
+    wanted = firewall.node_rules("room", bridge, "192.168.1.5", 8081, ("192.168.0.0/16",))
+    forward = [" ".join(r.spec) for r in wanted if r.table_chain == "DOCKER-USER"]
+    host = [" ".join(r.spec) for r in wanted if r.table_chain == "INPUT"]
+    assert forward[0].startswith(f"-i {bridge} -m conntrack --ctstate RELATED,ESTABLISHED")  # replies to the hub pass
+    assert forward[1].startswith(f"-i {bridge} -d 192.168.1.5/32 -p tcp --dport 8081") and forward[1].endswith("RETURN")
+    assert forward[2].startswith(f"! -s 192.168.1.5/32 -o {bridge} -m conntrack --ctstate NEW")  # published ports
+    assert forward[3].startswith(f"-i {bridge} -o {bridge}") and forward[4].startswith(f"-i {bridge} -d 192.168.0.0/16")
+    assert all(rule.endswith("DROP") for rule in forward[2:])
+    assert len(host) == 2 and host[-1].endswith("DROP") and not any("--dport" in rule for rule in host)
+    assert all("d2lhub:room" in r.spec for r in wanted)

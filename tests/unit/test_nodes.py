@@ -6,7 +6,7 @@ from d2lhub.config import Classroom
 from d2lhub.engine import Node, node_address
 from d2lhub.labels import NODE_GPU_FLAG as GPU_FLAG_LABEL
 from d2lhub.labels import NODE_GPUS as GPU_NODE_LABEL
-from d2lhub.ops.nodes import capacity, fits_on, node_labels
+from d2lhub.ops.nodes import NodeUse, capacity, fits_on, node_labels
 
 G = 1024**3
 
@@ -75,3 +75,14 @@ def test_node_address_is_the_swarm_address_even_for_a_manager_that_says_0000():
     assert node_address({"Status": {"Addr": "10.1.0.7"}}) == "10.1.0.7"
     assert node_address({"Status": {"Addr": "0.0.0.0"}, "ManagerStatus": {"Addr": "10.1.0.2:2377"}}) == "10.1.0.2"
     assert node_address({"Status": {}}) == "127.0.0.1"
+
+
+def test_free_room_is_what_the_running_servers_leave():
+    gpu_node = Node.from_swarm(swarm_node("gpu1", 32, 128, "0,1,2,3"))
+    holding = NodeUse(students=("a", "b"), cpus=8, memory=32 * G, gpus=("0", "1"))
+    assert fits_on(gpu_node, classroom(), "gpu", holding) == 2  # two GPUs left
+    assert fits_on(gpu_node, classroom(), "gpu2", holding) == 1
+    assert fits_on(gpu_node, classroom(), "cpu", holding) == 24  # 32 - 8 cores
+    full = NodeUse(students=("a",), cpus=31.5, memory=0)
+    assert fits_on(gpu_node, classroom(), "cpu", full) == 0  # half a core is no room for a 1-core server
+

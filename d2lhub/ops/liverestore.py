@@ -148,3 +148,18 @@ def ensure(client: docker.DockerClient, classroom: Classroom, say: Callable[[str
         return
     set_live_restore(client, daemon, value)
     say(f"{why} (set in {daemon.config_file}, engine reloaded)")
+
+
+def off_for_swarm(client: docker.DockerClient, say: Callable[[str], None]) -> bool:
+    """Turn live-restore off before this engine makes or joins a Swarm, which Docker refuses with it
+    on (`make cluster` on a machine a single-machine hub ran on); True when it was on and now is off."""
+    if not client.info()["LiveRestoreEnabled"]:
+        return False
+    daemon = local_dockerd()
+    if daemon is None or daemon.flag:
+        where = "the engine is not on this machine" if daemon is None else "dockerd runs with --live-restore"
+        raise LiveRestoreError(f"this engine has live-restore on, which Docker refuses in a Swarm, and {where}: "
+                               f"set \"{KEY}\": false in its daemon.json (no flag) and reload it")
+    set_live_restore(client, daemon, False)
+    say(f"live-restore off in {daemon.config_file} (engine reloaded): Docker does not combine it with Swarm mode")
+    return True

@@ -27,7 +27,7 @@ import docker.errors
 
 from d2lhub import config, labels
 from d2lhub.engine import EngineError, docker_client, network_gateway
-from d2lhub.ops import nodes, registry
+from d2lhub.ops import liverestore, nodes, registry
 
 MADE_SWARM = "org.d2lhub.testbed-made-swarm"  # on the test bed's network: leave the Swarm on removal
 MADE_GWBRIDGE = "org.d2lhub.testbed-made-gwbridge"  # ... and remove the bridge its init made
@@ -79,9 +79,7 @@ def ensure_manager(client: docker.DockerClient, address: str) -> bool:
     info = client.info()
     swarm = info["Swarm"]
     if swarm["LocalNodeState"] == "inactive":
-        if info.get("LiveRestoreEnabled"):
-            raise TestbedError("this engine has live-restore on, which Docker refuses in a Swarm: set \"live-restore\": "
-                               "false in /etc/docker/daemon.json and reload it (kill -HUP $(cat /var/run/docker.pid))")
+        liverestore.off_for_swarm(client, say=lambda line: print(f"d2lhub: {line}"))
         client.swarm.init(advertise_addr=address, listen_addr=f"{address}:2377")
         return True
     if not swarm.get("ControlAvailable"):

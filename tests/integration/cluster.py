@@ -25,7 +25,7 @@ from d2lhub import labels
 from d2lhub.course.build import build_course
 from d2lhub.hub import firewall
 from d2lhub.hub.swarmspawner import pinned_image
-from d2lhub.ops import bootstrap, nodeguard, registry, testbed
+from d2lhub.ops import bootstrap, liverestore, nodeguard, registry, testbed
 from d2lhub.state import course_dir
 from d2lhub.studentimage import built_image, student_image
 
@@ -45,10 +45,13 @@ def swarm_bed(docker_client) -> Iterator[testbed.Testbed]:
     with open("/tmp/d2lhub-swarm-test.lock", "w") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)  # test_swarm.py inits and leaves the host's Swarm under the same lock
         name = f"d2ltest-{uuid.uuid4().hex[:8]}"
+        live_restore = docker_client.info()["LiveRestoreEnabled"]  # the test bed turns it off for its Swarm
         try:
             yield testbed.prepare(docker_client, name)
         finally:
             testbed.down(docker_client, name)
+            if live_restore and not docker_client.info()["LiveRestoreEnabled"]:  # the engine as it was found
+                liverestore.set_live_restore(docker_client, liverestore.local_dockerd(), True)
 
 
 def rules_on(node: str, instance: str) -> list[str]:

@@ -22,6 +22,7 @@ from harness import REPO, launched_hub
 
 from d2lhub import labels
 from d2lhub.hub import firewall
+from d2lhub.ops import liverestore
 
 pytestmark = pytest.mark.integration
 
@@ -38,6 +39,7 @@ def swarm(docker_client):
         state = docker_client.info()["Swarm"]
         made = state["LocalNodeState"] == "inactive"
         had_gwbridge = bool(docker_client.networks.list(names=[GWBRIDGE]))
+        turned_off = made and liverestore.off_for_swarm(docker_client, say=print)  # as `d2lhub up` does for a Swarm
         if made:
             subprocess.run(["docker", "swarm", "init", "--advertise-addr", "127.0.0.1"], check=True, capture_output=True)
         elif not state.get("ControlAvailable"):
@@ -51,6 +53,8 @@ def swarm(docker_client):
                 subprocess.run(["docker", "swarm", "leave", "--force"], check=True, capture_output=True)
                 if not had_gwbridge:
                     subprocess.run(["docker", "network", "rm", GWBRIDGE], capture_output=True)
+                if turned_off:  # the engine as it was found
+                    liverestore.set_live_restore(docker_client, liverestore.local_dockerd(), True)
             else:
                 node.reload()
                 spec = dict(node.attrs["Spec"], Labels=labels_before)

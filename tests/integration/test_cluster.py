@@ -200,6 +200,30 @@ def test_nodes_list_and_status_show_each_nodes_students_gpus_and_free_room(clust
             assert (row[column["GPUs in use"]], row[column["free: cpu"]]) == ("-", str(max(0, int(room)))), row
 
 
+def test_a_workers_engine_restart_ends_its_servers_and_they_start_again_with_their_files(
+        cluster_hub, running_class, docker_client, bed):
+    """Swarm mode has no live-restore: an engine restart on a node (an upgrade, a crash) ends the
+    servers there. The hub finds each gone at its poll, and the student's next start runs on that
+    node again, where the home is, with their files."""
+    cpu_node, _ = bed.workers
+    name = sorted(n for n in CPU_STUDENTS if task_node(docker_client, cluster_hub, n)[1] == cpu_node)[0]
+    student = running_class[name]
+    student.write_file("before-restart.txt", "kept through the engine restart")
+    testbed.docker_cli("restart", cpu_node)  # its dockerd stops (its containers with it) and starts again
+    testbed.wait_engine(cpu_node)
+    testbed.wait_ready(docker_client, cpu_node)
+    deadline = time.monotonic() + 90
+    while (student.hub_api("GET", f"/users/{name}").json().get("servers") or {}).get("", {}).get("ready"):
+        assert time.monotonic() < deadline, "the hub still calls the ended server running"
+        time.sleep(2)
+    response = student.hub_api("POST", f"/users/{name}/server", json={"profile": "cpu"})
+    assert response.status_code in (201, 202), response.text
+    wait_all_ready([student], timeout=180)
+    assert task_node(docker_client, cluster_hub, name)[1] == cpu_node
+    assert student.read_file("before-restart.txt") == "kept through the engine restart"
+    wait_rules(cpu_node, cluster_hub.classroom)  # the node-rules service is back on the restarted engine
+
+
 def test_a_home_moves_off_a_drained_node_and_its_file_is_there_on_the_next(cluster_hub, running_class, docker_client, bed):
     """spawner.homes: node: homes live on the node that runs the server; `nodes drain` moves them through
     the two engines' APIs, and the student's next server runs where the home went."""

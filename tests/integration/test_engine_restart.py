@@ -20,16 +20,14 @@ import html
 import json
 import os
 import signal
-import subprocess
 import tempfile
 import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
-import docker.errors
 import pytest
 import requests
-from harness import launched_hub, remove_labelled, unmount_under
+from harness import launched_hub
 
 from d2lhub import engine
 from d2lhub.hub import firewall
@@ -196,24 +194,8 @@ def test_engine_restart_keeps_servers_kernels_and_rules(tmp_path, docker_client)
         try:
             if not engine.engine_answers():
                 start_engine()
-            close(hubs, hub, docker_client)
+            hubs.close()  # harness.remove_hub_objects: what Docker 20.10 cannot remove yet waits for its next start
         finally:
             put_back(found)
 
 
-def close(hubs, hub, docker_client) -> None:
-    """Stop the hub and remove what it made. Docker 20.10 loses count of a live-restored container's volume
-    mounts (moby#44422, fixed in 23.0) and refuses to remove such a volume until the engine starts again: it
-    is left for then (the suite's sweep of old test objects takes it), everything else goes now."""
-    try:
-        hubs.close()
-        return
-    except docker.errors.APIError as error:
-        if "volume has active mounts" not in str(error):
-            raise
-    busy: list[str] = []
-    remove_labelled(docker_client, lambda value: value == hub.classroom.spawner.instance, busy=busy)
-    for name in busy:  # the engine's bind of the home goes now (the homes file system is freed); the record waits
-        subprocess.run(["umount", docker_client.volumes.get(name).attrs["Mountpoint"]], check=False)
-    unmount_under(hub.classroom.hub.state_dir)
-    print(f"d2lhub: the engine keeps {', '.join(busy)} until it starts again (moby#44422)")

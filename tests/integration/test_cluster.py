@@ -203,23 +203,30 @@ def test_nodes_list_and_status_show_each_nodes_students_gpus_and_free_room(clust
 def test_a_workers_engine_restart_ends_its_servers_and_they_start_again_with_their_files(
         cluster_hub, running_class, docker_client, bed):
     """Swarm mode has no live-restore: an engine restart on a node (an upgrade, a crash) ends the
-    servers there. The hub finds each gone at its poll, and the student's next start runs on that
-    node again, where the home is, with their files."""
+    servers there. The hub finds each gone at its poll, and each student's next start runs on that
+    node again, where their home is, with their files."""
     cpu_node, _ = bed.workers
-    name = sorted(n for n in CPU_STUDENTS if task_node(docker_client, cluster_hub, n)[1] == cpu_node)[0]
-    student = running_class[name]
+    on_node = sorted(n for n in CPU_STUDENTS if task_node(docker_client, cluster_hub, n)[1] == cpu_node)
+    student = running_class[on_node[0]]
+    assert student.open_server().status_code == 200
     student.write_file("before-restart.txt", "kept through the engine restart")
     testbed.docker_cli("restart", cpu_node)  # its dockerd stops (its containers with it) and starts again
     testbed.wait_engine(cpu_node)
     testbed.wait_ready(docker_client, cpu_node)
+
+    def running(name: str) -> bool:
+        return bool((student.hub_api("GET", f"/users/{name}").json().get("servers") or {}).get("", {}).get("ready"))
+
     deadline = time.monotonic() + 90
-    while (student.hub_api("GET", f"/users/{name}").json().get("servers") or {}).get("", {}).get("ready"):
-        assert time.monotonic() < deadline, "the hub still calls the ended server running"
+    while still := [name for name in on_node if running(name)]:
+        assert time.monotonic() < deadline, f"the hub still calls these ended servers running: {still}"
         time.sleep(2)
-    response = student.hub_api("POST", f"/users/{name}/server", json={"profile": "cpu"})
-    assert response.status_code in (201, 202), response.text
-    wait_all_ready([student], timeout=180)
-    assert task_node(docker_client, cluster_hub, name)[1] == cpu_node
+    for name in on_node:
+        response = running_class[name].hub_api("POST", f"/users/{name}/server", json={"profile": "cpu"})
+        assert response.status_code in (201, 202), response.text
+    wait_all_ready([running_class[name] for name in on_node], timeout=240)
+    assert {task_node(docker_client, cluster_hub, name)[1] for name in on_node} == {cpu_node}
+    assert student.open_server().status_code == 200  # the new server's sign-in, as a browser does
     assert student.read_file("before-restart.txt") == "kept through the engine restart"
     wait_rules(cpu_node, cluster_hub.classroom)  # the node-rules service is back on the restarted engine
 
@@ -233,6 +240,7 @@ def test_a_home_moves_off_a_drained_node_and_its_file_is_there_on_the_next(clust
     on_node = sorted(name for name in CPU_STUDENTS if task_node(docker_client, cluster_hub, name)[1] == cpu_node)
     name = on_node[0]
     student = running_class[name]
+    assert student.open_server().status_code == 200
     student.write_file("written-on-a.txt", f"written on {cpu_node}")
     volume = f"{instance}-home-{name}"
     assert volume in testbed.inner(cpu_node, "docker volume ls -q").stdout.split()

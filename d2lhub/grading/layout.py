@@ -105,12 +105,6 @@ GRADER_COURSE_MOUNT = "/home/jovyan/course"  # the formgrader needs it inside th
 LEGACY_COURSE_DIR = "course"  # a classroom's one course folder before several courses (grading/course/)
 
 
-def group_names(classroom: Classroom) -> dict[str, str]:
-    """The hub groups nbgrader's JupyterHub integration expects for a course."""
-    course = classroom.course.id
-    return {"students": f"nbgrader-{course}", "graders": f"formgrade-{course}"}
-
-
 def sole_offering(classroom: Classroom) -> Offering:
     """The hub's one offering, where a caller named none; with several, which to name is the caller's to say."""
     if len(classroom.offerings) > 1:

@@ -214,7 +214,7 @@ def ensure_images(client: docker.DockerClient, classroom: Classroom, say: Say = 
 def ensure_all(classroom: Classroom, say: Say = _default_say) -> dict[str, str]:
     """Everything a hub needs; returns the student image tags by key."""
     client = ensure_engine(classroom.hub.state_dir, say=say)
-    liverestore.ensure(client, classroom, say=say)  # students' servers outlive an engine restart (not in a Swarm)
+    liverestore.ensure(client, classroom.spawner.kind, say=say)  # students' servers outlive an engine restart (not in a Swarm)
     ensure_homes(client, classroom, say=say)  # first: a home limit the host cannot keep stops here
     ensure_proxy(say=say)
     ensure_egress_proxy(classroom, say=say)

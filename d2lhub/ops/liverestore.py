@@ -25,7 +25,6 @@ from pathlib import Path
 
 import docker
 
-from d2lhub.config import Classroom
 from d2lhub.engine import EngineError
 
 DAEMON_JSON = Path("/etc/docker/daemon.json")  # dockerd's default --config-file
@@ -129,12 +128,13 @@ def set_live_restore(client: docker.DockerClient, daemon: Dockerd, value: bool) 
     reload(client, daemon, value)
 
 
-def ensure(client: docker.DockerClient, classroom: Classroom, say: Callable[[str], None]) -> None:
-    """live-restore as `spawner.kind` needs it, said in one line when it changes or cannot."""
+def ensure(client: docker.DockerClient, kind: str, say: Callable[[str], None]) -> None:
+    """live-restore as a classroom of `kind` (`spawner.kind`) needs it, said in one line when it changes or
+    cannot; `make cluster` asks for a Swarm's (off) before it makes one."""
     info = client.info()
     daemon = local_dockerd()
     kept = None if daemon is None else daemon.flag or read_config(daemon.config_file).get(KEY) is True
-    value, why = plan(classroom.spawner.kind, info["Swarm"]["LocalNodeState"], info["LiveRestoreEnabled"], kept)
+    value, why = plan(kind, info["Swarm"]["LocalNodeState"], info["LiveRestoreEnabled"], kept)
     if value is None:
         if why:
             say(why)
@@ -149,17 +149,3 @@ def ensure(client: docker.DockerClient, classroom: Classroom, say: Callable[[str
     set_live_restore(client, daemon, value)
     say(f"{why} (set in {daemon.config_file}, engine reloaded)")
 
-
-def off_for_swarm(client: docker.DockerClient, say: Callable[[str], None]) -> bool:
-    """Turn live-restore off before this engine makes or joins a Swarm, which Docker refuses with it
-    on (`make cluster` on a machine a single-machine hub ran on); True when it was on and now is off."""
-    if not client.info()["LiveRestoreEnabled"]:
-        return False
-    daemon = local_dockerd()
-    if daemon is None or daemon.flag:
-        where = "the engine is not on this machine" if daemon is None else "dockerd runs with --live-restore"
-        raise LiveRestoreError(f"this engine has live-restore on, which Docker refuses in a Swarm, and {where}: "
-                               f"set \"{KEY}\": false in its daemon.json (no flag) and reload it")
-    set_live_restore(client, daemon, False)
-    say(f"live-restore off in {daemon.config_file} (engine reloaded): Docker does not combine it with Swarm mode")
-    return True

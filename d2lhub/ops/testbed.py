@@ -79,7 +79,7 @@ def ensure_manager(client: docker.DockerClient, address: str) -> bool:
     info = client.info()
     swarm = info["Swarm"]
     if swarm["LocalNodeState"] == "inactive":
-        liverestore.off_for_swarm(client, say=lambda line: print(f"d2lhub: {line}"))
+        liverestore.ensure(client, "swarm", say=lambda line: print(f"d2lhub: {line}"))  # Docker refuses it in a Swarm
         client.swarm.init(advertise_addr=address, listen_addr=f"{address}:2377")
         return True
     if not swarm.get("ControlAvailable"):

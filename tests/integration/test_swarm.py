@@ -36,11 +36,12 @@ def swarm(docker_client):
     """A Swarm manager engine: this engine's Swarm, or a single-node one made for these tests."""
     with open("/tmp/d2lhub-swarm-test.lock", "w") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)  # two runs of this module must not init/leave under each other
-        state = docker_client.info()["Swarm"]
+        info = docker_client.info()
+        state, live_restore = info["Swarm"], info["LiveRestoreEnabled"]
         made = state["LocalNodeState"] == "inactive"
         had_gwbridge = bool(docker_client.networks.list(names=[GWBRIDGE]))
-        turned_off = made and liverestore.off_for_swarm(docker_client, say=print)  # as `d2lhub up` does for a Swarm
         if made:
+            liverestore.ensure(docker_client, "swarm", say=print)  # as `d2lhub up` does: Docker refuses it in a Swarm
             subprocess.run(["docker", "swarm", "init", "--advertise-addr", "127.0.0.1"], check=True, capture_output=True)
         elif not state.get("ControlAvailable"):
             pytest.skip("this engine is a Swarm worker, not a manager")
@@ -53,7 +54,7 @@ def swarm(docker_client):
                 subprocess.run(["docker", "swarm", "leave", "--force"], check=True, capture_output=True)
                 if not had_gwbridge:
                     subprocess.run(["docker", "network", "rm", GWBRIDGE], capture_output=True)
-                if turned_off:  # the engine as it was found
+                if live_restore and not docker_client.info()["LiveRestoreEnabled"]:  # the engine as it was found
                     liverestore.set_live_restore(docker_client, liverestore.local_dockerd(), True)
             else:
                 node.reload()
